@@ -1,0 +1,1 @@
+"""Jinja templates and source-corpus metadata for the FEID/FEAB dataset cards."""

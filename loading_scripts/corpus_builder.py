@@ -1,0 +1,132 @@
+"""The base of the six corpus builders: a corpus is declared, not re-implemented.
+
+A builder states its `SOURCE`, the `MARKERS` that identify its root folder, the `LAYOUT` it expects (quoted in
+errors), the `FINGERPRINT` files whose change must rebuild the cache, its splits (`split_kwargs`) and how one split's
+rows are read (`generate_rows`). Features, root finding, clear layout errors, skip accounting and example keys live
+here once, as `folder_based_builder` does for `imagefolder`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import datasets
+
+from seke_hf.schema import FEATURES
+
+from .raw_files import CorpusLayoutError, find_root, stat_fingerprint
+
+logger = logging.getLogger("seke_hf.loading")
+
+
+@dataclass
+class CorpusConfig(datasets.BuilderConfig):
+    """Config of every corpus builder. `raw_fingerprint` is set by seke_hf so the cache follows the raw files."""
+
+    raw_fingerprint: str | None = None
+
+
+class Skips:
+    """Counts rows skipped for a reason (missing image, unreadable image, ...) and warns once per split.
+
+    Bad input is skipped with a warning and counted, never turned into a wrong label.
+    """
+
+    def __init__(self, source: str, split: str, examples: int = 3):
+        self.source, self.split, self.examples = source, split, examples
+        self.counts: Counter[str] = Counter()
+        self.samples: dict[str, list[str]] = {}
+
+    def add(self, reason: str, item: str | Path) -> None:
+        self.counts[reason] += 1
+        samples = self.samples.setdefault(reason, [])
+        if len(samples) < self.examples:
+            samples.append(str(item))
+
+    def report(self) -> None:
+        if not self.counts:
+            return
+        parts = [f"{n} {reason} (e.g. {', '.join(self.samples[reason])})" for reason, n in self.counts.most_common()]
+        logger.warning("%s/%s: skipped %d rows: %s", self.source, self.split, self.counts.total(), "; ".join(parts))
+
+
+class CorpusBuilder(datasets.GeneratorBasedBuilder):
+    """Shared machinery; subclasses declare the corpus."""
+
+    BUILDER_CONFIG_CLASS = CorpusConfig
+
+    SOURCE: ClassVar[str]
+    """The `source` column value and the sample_id prefix."""
+    MARKERS: ClassVar[tuple[str, ...]]
+    """Relative paths (globs allowed) any one of which identifies the corpus root below `data_dir`."""
+    LAYOUT: ClassVar[str]
+    """The expected folder tree, quoted in layout errors."""
+    FINGERPRINT: ClassVar[tuple[str, ...]] = ()
+    """Relative paths (globs allowed) of the label files and image folders whose change rebuilds the cache."""
+    DESCRIPTION: ClassVar[str] = ""
+    HOMEPAGE: ClassVar[str] = ""
+    CITATION: ClassVar[str] = ""
+    LICENSE: ClassVar[str] = ""
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=self.DESCRIPTION,
+            features=FEATURES,
+            homepage=self.HOMEPAGE,
+            citation=self.CITATION,
+            license=self.LICENSE,
+        )
+
+    @classmethod
+    def locate(cls, data_dir: str | Path | None) -> Path:
+        """The corpus root at or below `data_dir`; a clear error naming what was expected otherwise."""
+        if data_dir is None:
+            raise CorpusLayoutError(f"{cls.SOURCE}: pass data_dir=<folder of your licensed copy>.\n{cls.LAYOUT}")
+        data_dir = Path(data_dir).expanduser()
+        if not data_dir.is_dir():
+            raise CorpusLayoutError(f"{cls.SOURCE}: data_dir {data_dir} is not a folder.\n{cls.LAYOUT}")
+        root = find_root(data_dir, cls.MARKERS)
+        if root is None:
+            raise CorpusLayoutError(
+                f"{cls.SOURCE}: found none of {', '.join(cls.MARKERS)} in {data_dir} or the folders below it.\n"
+                f"Expected layout:\n{cls.LAYOUT}"
+            )
+        return root
+
+    @classmethod
+    def raw_fingerprint(cls, data_dir: str | Path) -> str:
+        return stat_fingerprint(cls.locate(data_dir), cls.FINGERPRINT)
+
+    @classmethod
+    def layout_error(cls, message: str) -> CorpusLayoutError:
+        return CorpusLayoutError(f"{cls.SOURCE}: {message}\nExpected layout:\n{cls.LAYOUT}")
+
+    # -- what a corpus implements -------------------------------------------------------------------------------
+
+    def split_kwargs(self, root: Path) -> dict[str, dict[str, Any]]:
+        """Split name -> keyword arguments of `generate_rows` for that split (list values shard with num_proc)."""
+        raise NotImplementedError
+
+    def generate_rows(self, root: Path, skips: Skips, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Rows of one split in the unified schema."""
+        raise NotImplementedError
+
+    # -- datasets plumbing ---------------------------------------------------------------------------------------
+
+    def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
+        root = self.locate(self.config.data_dir)
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"root": str(root), "split": split, **kwargs})
+            for split, kwargs in self.split_kwargs(root).items()
+        ]
+
+    def _generate_examples(self, root: str, split: str, **kwargs: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+        skips = Skips(self.SOURCE, split)
+        for row in self.generate_rows(Path(root), skips, **kwargs):
+            yield row["sample_id"], row
+        skips.report()

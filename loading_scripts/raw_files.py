@@ -1,0 +1,134 @@
+"""Reading a licensed corpus as it arrives: finding its root, skipping OS litter, reading labels and images safely.
+
+Everything here is shared by the six corpus builders, so each builder keeps to what its own format needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import PIL.Image
+
+JUNK_NAMES = frozenset({".DS_Store", "__MACOSX", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints"})
+
+
+class CorpusLayoutError(FileNotFoundError):
+    """The folder does not hold the corpus in a layout we know: says which file was expected and where."""
+
+
+class UnreadableImage(ValueError):
+    """An image file exists but is not a readable image."""
+
+
+def is_junk(name: str) -> bool:
+    """OS and archive litter (`.DS_Store`, `__MACOSX`, AppleDouble `._x` files, hidden files)."""
+    return name in JUNK_NAMES or name.startswith(".")
+
+
+def iter_entries(folder: Path) -> Iterator[os.DirEntry]:
+    """Entries of `folder` without litter, sorted by name so that every walk is deterministic."""
+    with os.scandir(folder) as it:
+        entries = [e for e in it if not is_junk(e.name)]
+    return iter(sorted(entries, key=lambda e: e.name))
+
+
+def iter_files(folder: Path, suffixes: Iterable[str] | None = None) -> Iterator[Path]:
+    """Regular files directly in `folder` (no litter), optionally filtered by lower-cased suffix."""
+    wanted = None if suffixes is None else {s.lower() for s in suffixes}
+    for entry in iter_entries(folder):
+        if entry.is_file() and (wanted is None or Path(entry.name).suffix.lower() in wanted):
+            yield Path(entry.path)
+
+
+def iter_dirs(folder: Path) -> Iterator[Path]:
+    for entry in iter_entries(folder):
+        if entry.is_dir():
+            yield Path(entry.path)
+
+
+def find_root(data_dir: str | os.PathLike, markers: Iterable[str], max_depth: int = 3) -> Path | None:
+    """The folder at or below `data_dir` (breadth-first, litter skipped) that contains one of the `markers`.
+
+    Users point at the folder they unpacked, which may hold the corpus one or two levels down (`RAF-DB/basic/...`).
+    A marker is a relative path that may use glob wildcards.
+    """
+    markers = list(markers)
+    level = [Path(data_dir)]
+    for _ in range(max_depth + 1):
+        for folder in level:
+            if any(_matches(folder, marker) for marker in markers):
+                return folder
+        level = [d for folder in level for d in iter_dirs(folder)]
+    return None
+
+
+def _matches(folder: Path, marker: str) -> bool:
+    if any(ch in marker for ch in "*?["):
+        return next(iter(folder.glob(marker)), None) is not None
+    return (folder / marker).exists()
+
+
+def find_child(folder: Path, *names: str) -> Path | None:
+    """The child of `folder` whose name matches one of `names` case-insensitively (copies differ in case)."""
+    wanted = {n.lower() for n in names}
+    for entry in iter_entries(folder):
+        if entry.name.lower() in wanted:
+            return Path(entry.path)
+    return None
+
+
+def read_lines(path: Path) -> list[str]:
+    """Stripped, non-empty lines; tolerant of a BOM and CRLF line ends."""
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def image_payload(path: Path, root: Path) -> dict[str, Any]:
+    """The file's bytes for an `Image()` feature, without decoding or re-encoding the pixels.
+
+    Only the header is parsed, which is enough to refuse a file that is not an image; a corrupt file raises
+    `UnreadableImage` naming the file.
+    """
+    data = path.read_bytes()
+    check_image_bytes(data, path)
+    return {"bytes": data, "path": path.relative_to(root).as_posix()}
+
+
+def check_image_bytes(data: bytes, path: Path | str) -> None:
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+    except Exception as e:  # PIL raises many kinds for a bad file
+        raise UnreadableImage(f"unreadable image {path}: {e}") from e
+    if width <= 0 or height <= 0:
+        raise UnreadableImage(f"unreadable image {path}: empty size {width}x{height}")
+
+
+def encode_image(image: PIL.Image.Image, name: str, quality: int = 95) -> dict[str, Any]:
+    """Pixels we produced ourselves (a crop, a video frame) -> JPEG bytes for an `Image()` feature."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return {"bytes": buffer.getvalue(), "path": name}
+
+
+def stat_fingerprint(root: Path, paths: Iterable[str]) -> str:
+    """A cheap key of the raw files: size and mtime of the label files and folders a builder reads.
+
+    A folder's mtime changes when entries are added, removed or renamed in it, so the cache is invalidated
+    without statting every image of a 100k-image corpus on each call.
+    """
+    h = hashlib.sha256(str(root.resolve()).encode())
+    for rel in sorted(paths):
+        for path in sorted(root.glob(rel)) if any(c in rel for c in "*?[") else [root / rel]:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                h.update(f"{rel}:absent".encode())
+                continue
+            h.update(f"{path.relative_to(root).as_posix()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]

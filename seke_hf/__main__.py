@@ -1,0 +1,3 @@
+from seke_hf.cli import main
+
+raise SystemExit(main())

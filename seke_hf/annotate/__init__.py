@@ -1,0 +1,1 @@
+"""SV-UAMC: vision-LLM completion of missing emotion labels (see annotator.py)."""

@@ -1,0 +1,25 @@
+"""Test-wide isolation: every cache and Hub setting points into a temporary folder before `datasets` is imported."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_SESSION_DIR = tempfile.mkdtemp(prefix="seke_hf_tests_")
+os.environ["HF_HOME"] = os.path.join(_SESSION_DIR, "hf_home")
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_SESSION_DIR, "hf_datasets")
+os.environ["SEKE_HF_CACHE"] = os.path.join(_SESSION_DIR, "seke_hf_cache")
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ["HF_UPDATE_DOWNLOAD_COUNTS"] = "0"
+os.environ.pop("OPENAI_API_KEY", None)
+os.environ.pop("OPENAI_BASE_URL", None)
+os.environ.pop("HF_TOKEN", None)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    """A fresh `datasets` cache for one test, so caching behaviour is observed from a cold start."""
+    return str(tmp_path / "hf_cache")
