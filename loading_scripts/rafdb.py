@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from seke_hf.schema import empty_row, expression_index
 
-from .corpus_builder import CorpusBuilder, CorpusConfig, Skips
-from .raw_files import UnreadableImage, image_payload, read_lines
+from .corpus_builder import CorpusBuilder, CorpusConfig, Skips, logger
+from .raw_files import UnreadableImage, image_payload, iter_files, read_lines
 
 # RAF-DB basic codes (1-based) -> canonical expression (corpora.md §2.2).
 RAFDB_EXPRESSIONS = {
@@ -31,7 +31,7 @@ class RafdbConfig(CorpusConfig):
 class Rafdb(CorpusBuilder):
     SOURCE = "rafdb"
     BUILDER_CONFIG_CLASS = RafdbConfig
-    BUILDER_CONFIGS = [
+    BUILDER_CONFIGS: ClassVar[list[RafdbConfig]] = [
         RafdbConfig(name="aligned", image_folder="aligned", description="100x100 aligned faces (Image/aligned)."),
         RafdbConfig(name="original", image_folder="original", description="Original web images (Image/original)."),
     ]
@@ -60,11 +60,18 @@ class Rafdb(CorpusBuilder):
         if not image_dir.is_dir():
             hint = " (unzip it first)" if image_dir.with_suffix(".zip").exists() else ""
             raise self.layout_error(f"image folder {image_dir} is missing{hint}.")
+        if next(iter_files(image_dir), None) is None:
+            raise self.layout_error(f"image folder {image_dir} holds no images.")
         splits: dict[str, list[str]] = {"train": [], "test": []}
+        unknown = []
         for line in lines:
             prefix = line.split("_", 1)[0]
             if prefix in splits:
                 splits[prefix].append(line)
+            else:
+                unknown.append(line)
+        if unknown:  # the split is the name prefix: without one, a line belongs to no split
+            logger.warning("rafdb: skipped %d label line(s) without a train_/test_ name: %s", len(unknown), unknown[:3])
         return {split: {"lines": lines, "image_dir": str(image_dir)} for split, lines in splits.items() if lines}
 
     def generate_rows(self, root: Path, skips: Skips, lines: list[str], image_dir: str) -> Iterator[dict[str, Any]]:

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 _SESSION_DIR = tempfile.mkdtemp(prefix="seke_hf_tests_")
 os.environ["HF_HOME"] = os.path.join(_SESSION_DIR, "hf_home")
@@ -15,6 +23,10 @@ os.environ["HF_UPDATE_DOWNLOAD_COUNTS"] = "0"
 os.environ.pop("OPENAI_API_KEY", None)
 os.environ.pop("OPENAI_BASE_URL", None)
 os.environ.pop("HF_TOKEN", None)
+# The local Hub-protocol test server (tests/hub_server.py) listens here; HF_ENDPOINT must be set before `datasets`
+# and `huggingface_hub` are imported, so the port is chosen now and the server bound to it by a fixture.
+os.environ["SEKE_TEST_HUB_PORT"] = str(_free_port())
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{os.environ['SEKE_TEST_HUB_PORT']}"
 
 import pytest  # noqa: E402
 

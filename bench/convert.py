@@ -1,0 +1,188 @@
+"""How fast does a raw AffectNet-like tree become a unified Arrow dataset, and at what memory?
+
+Generates (once, reused through `--work`) classic AffectNet trees of realistic web images (400-600 px JPEGs of
+30-60 KB, each file unique) and measures, each in a fresh subprocess so that peak RSS is clean:
+
+  read        plain Python reading every listed file's bytes (the disk limit, no Arrow written)
+  imagefolder datasets.load_dataset("imagefolder") on the same images
+  full        our loader, config "full" (bytes passed through, labels parsed, Arrow written)
+  cropped     our loader, config "cropped" (every image decoded, cropped, re-encoded)
+
+    python bench/convert.py                       # sizes 5000 and 20000, work dir /tmp/seke_bench
+    python bench/convert.py --sizes 2000 --work /tmp/seke_bench_small
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+
+KINDS = ("read", "imagefolder", "full", "cropped")
+BASE_IMAGES = 32
+"""Distinct base pictures; every file is one of them with a unique comment segment (so no two files are equal)."""
+IMAGES = Path("Manually_Annotated", "Manually_Annotated_Images")
+
+
+# -- the tree ----------------------------------------------------------------------------------------------------
+
+
+def base_images(seed: int = 0) -> list[tuple[bytes, tuple[int, int, int, int], str]]:
+    """(JPEG bytes, face box, expression) of web-like pictures with photographic noise, 400-600 px."""
+    from seke_hf.loading_scripts.affectnet import AFFECTNET_EXPRESSIONS
+    from seke_hf.synthetic.affectnet import web_image
+    from seke_hf.synthetic.faces import seed_of
+
+    rng = np.random.default_rng(seed)
+    bases = []
+    for i in range(BASE_IMAGES):
+        width, height = (int(v) for v in rng.integers(400, 601, size=2))
+        side = int(rng.integers(150, min(width, height) - 50))
+        box = (int(rng.integers(0, width - side)), int(rng.integers(0, height - side)), side, side)
+        expression = AFFECTNET_EXPRESSIONS[i % 8]
+        picture = PIL.Image.open(io.BytesIO(web_image(seed_of("bench", i), (width, height), box, expression)))
+        noisy = np.asarray(picture, dtype=np.int16) + rng.normal(0, 9, size=(height, width, 3)).astype(np.int16)
+        buffer = io.BytesIO()
+        PIL.Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=80)
+        bases.append((buffer.getvalue(), box, expression))
+    return bases
+
+
+def unique_jpeg(base: bytes, index: int) -> bytes:
+    """`base` with a COM segment naming `index` right after SOI: a different, still valid file."""
+    comment = f"seke-hf bench image {index}".encode()
+    return base[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + base[2:]
+
+
+def write_pool(pool: Path, count: int) -> None:
+    """`count` unique images and their CSV rows in `pool` (extended, never rewritten, across runs)."""
+    from seke_hf.loading_scripts.affectnet import AFFECTNET_EXPRESSIONS
+    from seke_hf.synthetic.affectnet import classic_csv_line, landmarks_in
+
+    pool.mkdir(parents=True, exist_ok=True)
+    rows_file = pool / "rows.csv"
+    done = sum(1 for _ in open(rows_file)) if rows_file.exists() else 0
+    if done >= count:
+        return
+    codes = {name: code for code, name in AFFECTNET_EXPRESSIONS.items()}
+    bases = base_images()
+    rng = np.random.default_rng(done)
+    with open(rows_file, "a") as rows:
+        for i in range(done, count):
+            data, box, expression = bases[i % len(bases)]
+            rel = f"{i % 1000}/{hashlib.sha224(f'bench/{i}'.encode()).hexdigest()}.jpg"
+            (pool / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (pool / "images" / rel).write_bytes(unique_jpeg(data, i))
+            valence, arousal = (round(float(v), 4) for v in rng.uniform(-1, 1, size=2))
+            rows.write(classic_csv_line(rel, box, landmarks_in(box), codes[expression], valence, arousal) + "\n")
+
+
+def make_tree(work: Path, size: int) -> Path:
+    """An AffectNet classic tree of the pool's first `size` images (hard links: no copy)."""
+    from seke_hf.synthetic.affectnet import CLASSIC_HEADER
+
+    pool = work / "pool"
+    write_pool(pool, size)
+    tree = work / f"affectnet_{size}"
+    if (tree / "Manually_Annotated_file_lists" / "training.csv").exists():
+        return tree
+    shutil.rmtree(tree, ignore_errors=True)
+    lines = open(pool / "rows.csv").read().splitlines()[:size]
+    for line in lines:
+        rel = line.split(",", 1)[0]
+        (tree / IMAGES / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.link(pool / "images" / rel, tree / IMAGES / rel)
+    (tree / "Manually_Annotated_file_lists").mkdir(parents=True)
+    (tree / "Manually_Annotated_file_lists" / "training.csv").write_text("\n".join([CLASSIC_HEADER, *lines]) + "\n")
+    return tree
+
+
+# -- one measurement (run in its own process) --------------------------------------------------------------------
+
+
+def measure(kind: str, tree: Path) -> dict[str, float]:
+    cache = tempfile.mkdtemp(prefix="seke_bench_cache_")
+    os.environ["HF_DATASETS_CACHE"] = cache
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    import datasets
+
+    import seke_hf
+
+    datasets.logging.set_verbosity_error()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start = time.perf_counter()
+    try:
+        if kind == "read":
+            total = 0
+            with open(tree / "Manually_Annotated_file_lists" / "training.csv", newline="") as f:
+                rows = csv.reader(f)
+                next(rows)
+                for n, row in enumerate(rows, start=1):
+                    total += len((tree / IMAGES / row[0]).read_bytes())
+        elif kind == "imagefolder":
+            ds = datasets.load_dataset("imagefolder", data_dir=str(tree / IMAGES), split="train", cache_dir=cache,
+                                       drop_labels=True)  # fmt: skip
+            n = ds.num_rows
+        else:
+            ds = seke_hf.load_corpus("affectnet", tree, kind, split="train", cache_dir=cache)
+            n = ds.num_rows
+        seconds = time.perf_counter() - start
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"rows": n, "seconds": seconds, "peak_rss_mb": peak, "import_rss_mb": rss_before}
+
+
+def run(kind: str, tree: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", kind, "--tree", str(tree)], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- the report -------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "seke_bench")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000])
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--measure", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.tree)))
+        return
+
+    print("| images | MB | method | rows/s | seconds | peak RSS MB (after imports) | time vs read | time vs imagefolder |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|")
+    for size in sorted(args.sizes):
+        tree = make_tree(args.work, size)
+        megabytes = sum(p.stat().st_size for p in (tree / IMAGES).rglob("*.jpg")) / 1e6  # also warms the page cache
+        results = {kind: run(kind, tree) for kind in args.kinds}
+        for kind, r in results.items():
+            ratio = {base: r["seconds"] / results[base]["seconds"] for base in ("read", "imagefolder") if base in results}
+            print(
+                f"| {size} | {megabytes:.0f} | {kind} | {r['rows'] / r['seconds']:,.0f} | {r['seconds']:.2f} | "
+                f"{r['peak_rss_mb']:.0f} ({r['import_rss_mb']:.0f}) | {ratio.get('read', float('nan')):.2f}x | "
+                f"{ratio.get('imagefolder', float('nan')):.2f}x |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

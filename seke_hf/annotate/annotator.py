@@ -1,0 +1,508 @@
+"""`SVUAMCAnnotator`: the `Dataset.map(batched=True)` callable that completes missing emotion labels.
+
+    annotator = SVUAMCAnnotator(model="gpt-4o")          # OPENAI_BASE_URL / OPENAI_API_KEY from the environment
+    ds = ds.map(annotator, batched=True, batch_size=32)  # also with num_proc > 1
+
+For each row it asks a vision LLM only for the levels the humans left empty, with the human labels as facts in the
+prompt, samples adaptively (`svuamc`), verifies what stays contested, and writes: the filled levels (a human label is
+never overwritten), `provenance`, `uncertainty`, `descriptions` (structs keyed `expression`, `valence_arousal`,
+`aus`), `mc_samples`, `requests`, `status` (`accepted`, `rejected`, `failed`) and `status_reason`. Other columns
+pass through untouched.
+
+Rows of a batch are annotated concurrently on an event loop owned by the annotator (its own thread, so it also
+works inside notebooks). Every answer is cached on disk (`cache.RequestCache`), so a re-run, or a run resumed after a
+crash, sends no request twice; a `failed` row is retried by the next run.
+
+Pickling keeps only configuration: the client, loop and cache connection are re-created lazily. The `datasets`
+fingerprint hashes what shapes the outputs (model, endpoint, prompts, sampling and verification settings, versions)
+and nothing else: the API key, the cache folder, concurrency, timeouts and prices are runtime settings, hidden from
+the hash (`_RuntimeSettings`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import logging
+import math
+import os
+import threading
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+import PIL.Image
+import pyarrow as pa
+from datasets.utils._dill import pklregister
+
+from seke_hf.annotate import prompts, svuamc
+from seke_hf.annotate.backend import DEFAULT_BASE_URL, ChatBackend, Prices, RequestFailed
+from seke_hf.annotate.cache import CACHE_FILE, RequestCache, default_cache_dir
+from seke_hf.annotate.svuamc import ACTION_UNITS, EXPRESSION, VALENCE_AROUSAL, Sample, SVUAMCConfig
+from seke_hf.schema import AUS, EXPRESSIONS, LEVELS, NOT_ANNOTATED
+
+logger = logging.getLogger(__name__)
+
+VERIFY_ROUND = -1
+"""`sample_round` of the verification request in its cache key."""
+
+SEED_STRIDE = 1000
+"""Seeds of successive rounds differ by this much, so a fallback to single-choice requests (seeds `s + i`) never
+reuses another round's seeds."""
+
+PROVENANCE = ("human", "generated", "missing")
+STATUSES = ("accepted", "rejected", "failed")
+
+
+@dataclass
+class _RuntimeSettings:
+    """Settings that never change an output: pickled to workers, but hashed as a constant by `datasets`."""
+
+    api_key: str | None = None
+    cache_dir: str | None = None
+    max_concurrency: int = 32
+    timeout: float = 60.0
+    max_retries: int = 6
+    backoff: float = 1.0
+    prices: Prices = field(default_factory=Prices)
+    progress: bool = True
+
+
+def _constant() -> None:
+    return None
+
+
+@pklregister(_RuntimeSettings)
+def _hash_runtime_settings(pickler: Any, obj: _RuntimeSettings) -> None:
+    pickler.save_reduce(_constant, (), obj=obj)
+
+
+@dataclass
+class _Row:
+    image: Any
+    expression: str | None
+    valence: float | None
+    arousal: float | None
+    aus: dict[str, int]  # coded AUs only
+    missing: tuple[str, ...]
+
+    @property
+    def human(self) -> dict[str, Any]:
+        return {
+            "expression": self.expression,
+            "valence": self.valence,
+            "arousal": self.arousal,
+            "aus": self.aus or None,
+        }
+
+
+@dataclass
+class _Result:
+    status: str
+    reason: str = ""
+    levels: dict[str, svuamc.LevelResult] = field(default_factory=dict)
+    mc_samples: int = 0
+    requests: int = 0
+    description: str | None = None  # for the human levels: the text of the sample the labels agree with most
+
+
+class SVUAMCAnnotator:
+    """Complete the missing emotion labels of a face dataset with a vision LLM (SV-UAMC; see `svuamc`)."""
+
+    def __init__(
+        self,
+        model: str = "gpt-4o",
+        base_url: str | None = None,
+        api_key: str | None = None,
+        min_samples: int = 4,
+        max_samples: int = 16,
+        temperature: float = 0.8,
+        confidence: float = 0.95,
+        verify: bool = True,
+        max_concurrency: int = 32,
+        image_max_side: int = 512,
+        cache_dir: str | os.PathLike | None = None,
+        *,
+        image_column: str = "image",
+        round_samples: int | None = None,
+        va_tolerance: float = 0.08,
+        consistency_threshold: float = 0.5,
+        max_uncertainty: Mapping[str, float] | None = None,
+        seed: int = 0,
+        timeout: float = 60.0,
+        max_retries: int = 6,
+        backoff: float = 1.0,
+        prices: Prices | None = None,
+        progress: bool = True,
+        knowledge: str | None = None,
+    ) -> None:
+        self.model = model
+        # Resolved now, so the fingerprint names the server the answers come from.
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.temperature = temperature
+        self.image_max_side = image_max_side
+        self.image_column = image_column
+        self.seed = seed
+        defaults = SVUAMCConfig().max_uncertainty
+        self.config = SVUAMCConfig(
+            min_samples=min_samples,
+            max_samples=max_samples,
+            round_samples=round_samples,
+            confidence=confidence,
+            va_tolerance=va_tolerance,
+            verify=verify,
+            consistency_threshold=consistency_threshold,
+            max_uncertainty=dict(sorted({**defaults, **(max_uncertainty or {})}.items())),
+        )
+        self.system_prompt = prompts.system_prompt(knowledge)
+        self.versions = {"svuamc": svuamc.VERSION, "prompts": prompts.PROMPT_VERSION}
+        self.runtime = _RuntimeSettings(
+            api_key=api_key,
+            cache_dir=None if cache_dir is None else str(cache_dir),
+            max_concurrency=max_concurrency,
+            timeout=timeout,
+            max_retries=max_retries,
+            backoff=backoff,
+            prices=prices or Prices(),
+            progress=progress,
+        )
+        self._init_runtime()
+
+    # -- runtime state, never pickled ------------------------------------------------------------------------------
+    def _init_runtime(self) -> None:
+        self._backend: ChatBackend | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._progress: Any = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_runtime()
+
+    @property
+    def backend(self) -> ChatBackend:
+        """The process's backend (created on first use; its `tally` holds this process's usage)."""
+        if self._backend is None:
+            rt = self.runtime
+            cache_dir = rt.cache_dir or default_cache_dir()
+            self._backend = ChatBackend(
+                self.model,
+                self.base_url,
+                rt.api_key,
+                max_concurrency=rt.max_concurrency,
+                timeout=rt.timeout,
+                max_retries=rt.max_retries,
+                backoff=rt.backoff,
+                cache=RequestCache(os.path.join(cache_dir, CACHE_FILE)),
+                prices=rt.prices,
+            )
+        return self._backend
+
+    def _run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Run on the annotator's own event loop thread (works whether or not the caller has a running loop)."""
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name="seke-hf-annotator", daemon=True)
+                self._thread.start()
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def close(self) -> None:
+        """Close the client, the loop and the cache connection (they reopen on next use)."""
+        if self._loop is not None:
+            if self._backend is not None:
+                asyncio.run_coroutine_threadsafe(self._backend.aclose(), self._loop).result()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+        if self._backend is not None and self._backend.cache is not None:
+            self._backend.cache.close()
+        if self._progress is not None:
+            self._progress.close()
+        self._init_runtime()
+
+    def usage_summary(self) -> str:
+        """Requests, tokens (with the provider-cached share) and estimated cost of this process so far."""
+        return self.backend.summary()
+
+    # -- the map function ------------------------------------------------------------------------------------------
+    def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list[pa.Scalar]]:
+        if self.image_column not in batch:
+            raise KeyError(
+                f"no image column {self.image_column!r} in the dataset (columns: {sorted(batch)}); "
+                "pass image_column=... to SVUAMCAnnotator"
+            )
+        rows = [self._read_row(batch, i) for i in range(len(batch[self.image_column]))]
+        results = self._run(self._annotate_all(rows))
+        backend = self.backend
+        logger.info("SV-UAMC batch of %d rows done; this process so far: %s", len(rows), backend.summary())
+        return self._output(batch, rows, results)
+
+    def output_features(self, features: datasets.Features | None = None) -> datasets.Features:
+        """The features of the mapped dataset (pass as `ds.map(..., features=...)` to get a ClassLabel expression
+        on a dataset that had no expression column)."""
+        out = dict(features or {})
+        if not isinstance(out.get("expression"), datasets.Value):
+            out["expression"] = datasets.ClassLabel(names=EXPRESSIONS)
+        out["valence"] = out.get("valence", datasets.Value("float32"))
+        out["arousal"] = out.get("arousal", datasets.Value("float32"))
+        out["aus"] = out.get("aus", {au: datasets.Value("int8") for au in AUS})
+        out.update(_OUTPUT_FEATURES)
+        return datasets.Features(out)
+
+    # -- reading rows ----------------------------------------------------------------------------------------------
+    def _read_row(self, batch: Mapping[str, Sequence[Any]], i: int) -> _Row:
+        expression = _expression_name(_cell(batch, "expression", i))
+        valence, arousal = _number(_cell(batch, "valence", i)), _number(_cell(batch, "arousal", i))
+        if valence is None or arousal is None:
+            valence = arousal = None
+        aus_cell = _cell(batch, "aus", i) or {}
+        aus = {au: int(v) for au, v in aus_cell.items() if au in AUS and v in (0, 1)}
+        have = {EXPRESSION: expression is not None, VALENCE_AROUSAL: valence is not None, ACTION_UNITS: bool(aus)}
+        missing = tuple(level for level in LEVELS if not have[level])
+        return _Row(batch[self.image_column][i], expression, valence, arousal, aus, missing)
+
+    # -- annotating ------------------------------------------------------------------------------------------------
+    async def _annotate_all(self, rows: list[_Row]) -> list[_Result]:
+        progress = self._progress_bar()
+
+        async def one(row: _Row) -> _Result:
+            try:
+                return await self._annotate(row)
+            finally:
+                if progress is not None:
+                    progress.update(1)
+
+        results = await asyncio.gather(*(one(row) for row in rows))
+        if progress is not None:
+            t = self.backend.tally
+            progress.set_postfix(
+                requests=t.requests, cached=t.cache_hits, cost=f"${t.cost(self.backend.prices):.4f}", refresh=True
+            )
+        return results
+
+    def _progress_bar(self) -> Any:
+        if not self.runtime.progress:
+            return None
+        if self._progress is None:
+            from tqdm.auto import tqdm
+
+            self._progress = tqdm(desc="SV-UAMC", unit="row", dynamic_ncols=True, leave=False)
+        return self._progress
+
+    async def _annotate(self, row: _Row) -> _Result:
+        if not row.missing:
+            return _Result("accepted")
+        backend, config = self.backend, self.config
+        try:
+            image_url = await asyncio.to_thread(_image_url, row.image, self.image_max_side)
+        except (OSError, ValueError, TypeError) as e:
+            return _Result("failed", f"unreadable image: {e}")
+        known = prompts.known_label_lines(row.expression, row.valence, row.arousal, row.aus)
+        messages = prompts.sampling_messages(self.system_prompt, row.missing, known, image_url)
+        response_format = prompts.response_format(row.missing)
+        seed = self.seed + _example_seed(image_url, known)
+        samples: list[Sample | None] = []
+        requests, sample_round = 0, 0
+        agg = svuamc.aggregate(samples, row.missing, config)
+        contested, verdict = svuamc.Contest(), None
+        try:
+            while (k := svuamc.next_round(agg, config)) > 0:
+                completion = await backend.complete(
+                    messages,
+                    n=k,
+                    temperature=self.temperature,
+                    seed=seed + SEED_STRIDE * sample_round,
+                    response_format=response_format,
+                    sample_round=sample_round,
+                )
+                requests += completion.requests
+                parsed = [prompts.parse_answer(text) for text in completion.choices[:k]]
+                samples += parsed + [None] * (k - len(parsed))  # a missing or bad choice is drawn but has no vote
+                sample_round += 1
+                agg = svuamc.aggregate(samples, row.missing, config)
+            contested = svuamc.contest(agg, config)
+            if contested:
+                levels = [EXPRESSION] * bool(contested.expressions) + [ACTION_UNITS] * bool(contested.aus)
+                completion = await backend.complete(
+                    prompts.verification_messages(
+                        self.system_prompt, contested.expressions, contested.aus, known, image_url
+                    ),
+                    n=1,
+                    temperature=0.0,
+                    seed=seed,
+                    response_format=prompts.response_format(
+                        levels, expressions=contested.expressions or EXPRESSIONS, aus=contested.aus or AUS
+                    ),
+                    sample_round=VERIFY_ROUND,
+                )
+                requests += completion.requests
+                verdict = prompts.parse_answer(
+                    completion.choices[0] if completion.choices else None,
+                    expressions=contested.expressions or EXPRESSIONS,
+                    aus=contested.aus or AUS,
+                )
+        except RequestFailed as e:
+            return _Result("failed", str(e), mc_samples=len(samples), requests=requests)
+        from seke_hf.knowledge import consistency
+
+        decision = svuamc.decide(
+            samples, agg, config, verdict=verdict, contested=contested, human=row.human, consistency=consistency
+        )
+        return _Result(
+            decision.status,
+            decision.reason,
+            decision.levels,
+            mc_samples=len(samples),
+            requests=requests,
+            description=_agreeing_description(samples, decision.levels),
+        )
+
+    # -- writing the output columns --------------------------------------------------------------------------------
+    def _output(
+        self, batch: Mapping[str, Sequence[Any]], rows: list[_Row], results: list[_Result]
+    ) -> dict[str, list[pa.Scalar]]:
+        string_expressions = "expression" in batch and any(isinstance(v, str) for v in batch["expression"])
+        expressions, valences, arousals, aus_out = [], [], [], []
+        provenance, uncertainty, descriptions = [], [], []
+        for i, (row, result) in enumerate(zip(rows, results, strict=True)):
+            generated = result.levels if result.status == "accepted" else {}
+            prov, unc, desc = {}, {}, {}
+            for level in LEVELS:
+                if level not in row.missing:
+                    prov[level], unc[level] = "human", None
+                    desc[level] = result.description
+                elif level in generated:
+                    prov[level], unc[level] = "generated", float(generated[level].uncertainty)
+                    desc[level] = generated[level].description
+                else:
+                    prov[level], unc[level], desc[level] = "missing", None, None
+            expression = generated[EXPRESSION].value if EXPRESSION in generated else row.expression
+            if string_expressions:
+                expressions.append(expression if expression is not None else batch["expression"][i])
+            else:
+                expressions.append(NOT_ANNOTATED if expression is None else EXPRESSIONS.index(expression))
+            valence, arousal = _cell(batch, "valence", i), _cell(batch, "arousal", i)
+            if VALENCE_AROUSAL in generated:  # a lone human valence (or arousal) is kept
+                valence = generated[VALENCE_AROUSAL].value[0] if _number(valence) is None else valence
+                arousal = generated[VALENCE_AROUSAL].value[1] if _number(arousal) is None else arousal
+            valences.append(valence)
+            arousals.append(arousal)
+            if ACTION_UNITS in generated:
+                aus_out.append({au: int(au in generated[ACTION_UNITS].value) for au in AUS})
+            else:
+                original = _cell(batch, "aus", i) or {}
+                aus_out.append({au: original.get(au, NOT_ANNOTATED) for au in AUS})
+            provenance.append(prov)
+            uncertainty.append(unc)
+            descriptions.append(desc)
+        columns = {
+            "expression": pa.array(expressions, pa.string() if string_expressions else pa.int64()),
+            "valence": pa.array(valences, pa.float32()),
+            "arousal": pa.array(arousals, pa.float32()),
+            "aus": pa.array(aus_out, _AUS_TYPE),
+            "provenance": pa.array(provenance, _struct(pa.string())),
+            "uncertainty": pa.array(uncertainty, _struct(pa.float32())),
+            "descriptions": pa.array(descriptions, _struct(pa.string())),
+            "mc_samples": pa.array([r.mc_samples for r in results], pa.int32()),
+            "requests": pa.array([r.requests for r in results], pa.int32()),
+            "status": pa.array([r.status for r in results], pa.string()),
+            "status_reason": pa.array([r.reason for r in results], pa.string()),
+        }
+        # Lists of Arrow scalars: `datasets` keeps their exact types, so a batch whose values are all null (say, no
+        # generated valence) never fixes a column's type to `null` (a returned pa.Table would drop the other columns).
+        return {name: list(array) for name, array in columns.items()}
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"SVUAMCAnnotator(model={self.model!r}, base_url={self.base_url!r}, min_samples={c.min_samples}, "
+            f"max_samples={c.max_samples}, temperature={self.temperature}, confidence={c.confidence}, "
+            f"verify={c.verify})"
+        )
+
+
+def _struct(value_type: pa.DataType) -> pa.StructType:
+    return pa.struct([(level, value_type) for level in LEVELS])
+
+
+_AUS_TYPE = pa.struct([(au, pa.int8()) for au in AUS])
+_OUTPUT_FEATURES = {
+    "provenance": {level: datasets.Value("string") for level in LEVELS},
+    "uncertainty": {level: datasets.Value("float32") for level in LEVELS},
+    "descriptions": {level: datasets.Value("string") for level in LEVELS},
+    "mc_samples": datasets.Value("int32"),
+    "requests": datasets.Value("int32"),
+    "status": datasets.Value("string"),
+    "status_reason": datasets.Value("string"),
+}
+
+
+def _cell(batch: Mapping[str, Sequence[Any]], column: str, i: int) -> Any:
+    values = batch.get(column)
+    return None if values is None else values[i]
+
+
+def _expression_name(value: Any) -> str | None:
+    """A ClassLabel index or a name -> canonical name; anything else (-1, None, "", unknown) is not annotated."""
+    if isinstance(value, str):
+        name = value.strip().lower()
+        return name if name in EXPRESSIONS else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(EXPRESSIONS):
+        return EXPRESSIONS[value]
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) and -1.0 <= x <= 1.0 else None
+
+
+def _image_url(image: Any, max_side: int) -> str:
+    """A decoded PIL image, or `datasets`' undecoded {"bytes", "path"} form, or a path -> JPEG data URL."""
+    if isinstance(image, Mapping):
+        if image.get("bytes"):
+            image = PIL.Image.open(io.BytesIO(image["bytes"]))
+        elif image.get("path"):
+            image = PIL.Image.open(image["path"])
+        else:
+            raise ValueError("image cell holds neither bytes nor a path")
+    elif isinstance(image, (str, os.PathLike)):
+        image = PIL.Image.open(image)
+    if not isinstance(image, PIL.Image.Image):
+        raise TypeError(f"expected an image, got {type(image).__name__}")
+    return prompts.image_data_url(image, max_side)
+
+
+def _example_seed(image_url: str, known: Sequence[str]) -> int:
+    """A per-example seed (stable across processes): each example gets its own sampling stream."""
+    digest = hashlib.sha256((image_url + "\n".join(known)).encode()).digest()
+    return int.from_bytes(digest[:4], "little") % (2**31 - SEED_STRIDE * 64)
+
+
+def _agreeing_description(samples: Sequence[Sample | None], levels: Mapping[str, svuamc.LevelResult]) -> str | None:
+    """The description of the first sample agreeing with every generated label (else the first described)."""
+    described = [s for s in samples if s is not None and s.describe("expression")]
+    for s in described:
+        if all(_agrees(s, level, r.value) for level, r in levels.items()):
+            return s.describe("expression")
+    return described[0].describe("expression") if described else None
+
+
+def _agrees(sample: Sample, level: str, value: Any) -> bool:
+    if level == EXPRESSION:
+        return sample.expression == value
+    if level == ACTION_UNITS:
+        return sample.aus == value
+    return sample.valence is not None and abs(sample.valence - value[0]) + abs(sample.arousal - value[1]) <= 0.3

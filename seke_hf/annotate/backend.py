@@ -1,0 +1,376 @@
+"""OpenAI-compatible chat completions for sampling: concurrency, retries, fallbacks, caching, usage and cost.
+
+API (shared by the SV-UAMC annotator and the FEAB evaluator)::
+
+    backend = ChatBackend(model="gpt-4o", base_url=None, api_key=None,  # None: OPENAI_BASE_URL / OPENAI_API_KEY
+                          max_concurrency=32, timeout=60.0, max_retries=6, backoff=1.0, max_backoff=60.0,
+                          cache=RequestCache() or None, prices=Prices())
+    completion = await backend.complete(messages, n=4, temperature=0.8, seed=None,
+                                        response_format={"type": "json_schema", ...}, sample_round=0)
+    completion.choices      # list[str | None]: one text per choice drawn, None for a choice without content
+    completion.usage        # Usage(prompt_tokens, completion_tokens, cached_tokens)
+    completion.requests     # HTTP requests this answer took (n single-choice requests where `n` is refused)
+    completion.from_cache   # True when read from the cache (nothing sent)
+    backend.tally           # Tally: requests sent, cache hits, retries, failures, tokens; tally.cost(prices)
+    backend.summary()       # one log line: requests, tokens (cached), estimated cost
+    await backend.aclose()
+
+`complete` raises `RequestFailed` when a request still fails after `max_retries` retries (429 and 5xx answers,
+timeouts, connection errors; `retry-after-ms` / `retry-after` headers are honoured, else exponential backoff with
+jitter). Nothing failed is cached, so a later run retries it.
+
+Fallbacks, remembered for the backend's lifetime: a server that rejects `n > 1` gets `n` parallel single-choice
+requests (seeds `seed + i`); one that rejects `json_schema` gets `json_object`, then no `response_format` (the
+caller parses tolerantly). The cache key is the logical request (model, endpoint, messages, n, temperature, seed,
+response_format, sample_round), so a cached answer is found whichever fallback produced it. The API key is never
+part of a key or a value.
+
+The backend is picklable: the client is dropped and re-created lazily (an `AsyncOpenAI` client belongs to one event
+loop, so it is also re-created when the loop changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import openai
+
+from seke_hf.annotate.cache import RequestCache, request_key
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+_FORMAT_LEVELS = ("json_schema", "json_object", "none")
+"""Response formats from the most to the least structured; a refusal moves one step down."""
+
+
+@dataclass(frozen=True)
+class Prices:
+    """US dollars per million tokens. Defaults: GPT-4o list prices (openai.com/api/pricing, 2025)."""
+
+    input: float = 2.50
+    cached_input: float = 1.25
+    output: float = 10.00
+
+    def cost(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> float:
+        uncached = max(prompt_tokens - cached_tokens, 0)
+        return (uncached * self.input + cached_tokens * self.cached_input + completion_tokens * self.output) / 1e6
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    def __iadd__(self, other: Usage) -> Usage:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cached_tokens += other.cached_tokens
+        return self
+
+
+@dataclass
+class Completion:
+    choices: list[str | None]
+    usage: Usage = field(default_factory=Usage)
+    requests: int = 1
+    from_cache: bool = False
+
+
+@dataclass
+class Tally:
+    """What a backend did in this process: sent requests and their tokens, and what the cache saved."""
+
+    requests: int = 0
+    choices: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cached_usage: Usage = field(default_factory=Usage)  # tokens of answers read from the cache (not paid again)
+
+    def cost(self, prices: Prices) -> float:
+        return prices.cost(self.usage.prompt_tokens, self.usage.cached_tokens, self.usage.completion_tokens)
+
+
+class RequestFailed(RuntimeError):
+    """A request that still failed after retries (or was rejected outright)."""
+
+
+class ChatBackend:
+    """Asynchronous, cached, retrying chat completions against any OpenAI-compatible endpoint."""
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        max_concurrency: int = 32,
+        timeout: float = 60.0,
+        max_retries: int = 6,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        cache: RequestCache | None = None,
+        prices: Prices | None = None,
+    ) -> None:
+        self.model = model
+        self.base_url = base_url
+        self.api_key = api_key
+        self.max_concurrency = max_concurrency
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.cache = cache
+        self.prices = prices or Prices()
+        self.tally = Tally()
+        self.supports_n = True
+        self.schema_support = "json_schema"  # then "json_object", then "none"
+        self._client: openai.AsyncOpenAI | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+
+    # -- pickling: configuration only ------------------------------------------------------------------------------
+    _RUNTIME = ("_client", "_loop", "_semaphore")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in self._RUNTIME}
+        state["tally"] = Tally()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._client = self._loop = self._semaphore = None
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL requests go to (part of every cache key: two servers are two models)."""
+        return (self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+
+    def _runtime(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            api_key = self.api_key or os.environ.get("OPENAI_API_KEY")
+            if not api_key:
+                if self.base_url or os.environ.get("OPENAI_BASE_URL"):
+                    api_key = "EMPTY"  # local OpenAI-compatible servers (vLLM, the simulator) need none
+                else:
+                    raise RequestFailed("no API key: pass api_key=... or set OPENAI_API_KEY")
+            self._client = openai.AsyncOpenAI(
+                api_key=api_key, base_url=self.endpoint, timeout=self.timeout, max_retries=0
+            )
+            self._semaphore = asyncio.Semaphore(self.max_concurrency)
+            self._loop = loop
+        return self._client, self._semaphore
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+        self._client = self._loop = self._semaphore = None
+
+    # -- the one public call ---------------------------------------------------------------------------------------
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        response_format: dict[str, Any] | None = None,
+        sample_round: int = 0,
+        max_tokens: int | None = None,
+    ) -> Completion:
+        """`n` choices for `messages`, from the cache if this exact request was answered before."""
+        key = request_key(
+            {
+                "model": self.model,
+                "endpoint": self.endpoint,
+                "messages": messages,
+                "n": n,
+                "temperature": temperature,
+                "seed": seed,
+                "response_format": response_format,
+                "max_tokens": max_tokens,
+                "sample_round": sample_round,
+            }
+        )
+        if self.cache is not None:
+            stored = await asyncio.to_thread(self.cache.get, key)
+            if stored is not None:
+                completion = Completion(
+                    choices=stored["choices"],
+                    usage=Usage(**stored["usage"]),
+                    requests=stored["requests"],
+                    from_cache=True,
+                )
+                self.tally.cache_hits += 1
+                self.tally.cached_usage += completion.usage
+                return completion
+        completion = await self._fetch(messages, n, temperature, seed, response_format, max_tokens)
+        if self.cache is not None:
+            value = {"choices": completion.choices, "usage": asdict(completion.usage), "requests": completion.requests}
+            await asyncio.to_thread(self.cache.put, key, value)
+        return completion
+
+    def summary(self) -> str:
+        t = self.tally
+        return (
+            f"{t.requests} requests sent ({t.choices} choices, {t.retries} retries, {t.failures} failed), "
+            f"{t.cache_hits} answered from cache; tokens: {t.usage.prompt_tokens} prompt "
+            f"({t.usage.cached_tokens} cached by the provider), {t.usage.completion_tokens} completion; "
+            f"estimated cost ${t.cost(self.prices):.4f}"
+        )
+
+    # -- fallbacks -------------------------------------------------------------------------------------------------
+    async def _fetch(
+        self,
+        messages: list[dict[str, Any]],
+        n: int,
+        temperature: float,
+        seed: int | None,
+        response_format: dict[str, Any] | None,
+        max_tokens: int | None,
+    ) -> Completion:
+        while True:
+            # What this attempt sends; another task may learn a fallback meanwhile, so compare against this.
+            multi_n, support = n > 1 and self.supports_n, self.schema_support
+            fmt = self._degrade_format(response_format)
+            try:
+                if n > 1 and not multi_n:
+                    parts = await asyncio.gather(
+                        *(
+                            self._request(messages, 1, temperature, None if seed is None else seed + i, fmt, max_tokens)
+                            for i in range(n)
+                        )
+                    )
+                    usage = Usage()
+                    for part in parts:
+                        usage += part.usage
+                    return Completion(
+                        [c for p in parts for c in p.choices], usage, requests=sum(p.requests for p in parts)
+                    )
+                return await self._request(messages, n, temperature, seed, fmt, max_tokens)
+            except openai.BadRequestError as e:
+                if not self._fall_back(e, multi_n, support if fmt is not None else None):
+                    self.tally.failures += 1
+                    raise RequestFailed(f"request rejected: {_error_text(e)}") from e
+
+    def _degrade_format(self, response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+        if response_format is None or response_format.get("type") != "json_schema":
+            return response_format if self.schema_support != "none" else None
+        return {"json_schema": response_format, "json_object": {"type": "json_object"}, "none": None}[
+            self.schema_support
+        ]
+
+    def _fall_back(self, error: openai.BadRequestError, sent_multi_n: bool, sent_support: str | None) -> bool:
+        """Learn from a 400 which feature the server refuses; True if a retry without it is worth making."""
+        text = _error_text(error).lower()
+        param = str(getattr(error, "param", None) or "").lower()
+        if sent_multi_n and (param == "n" or "'n'" in text or "multiple choices" in text):
+            if self.supports_n:
+                logger.warning("server refuses n > 1 (%s): falling back to parallel single-choice requests", text)
+                self.supports_n = False
+            return True
+        mentions_format = param.startswith("response_format") or any(
+            w in text for w in ("response_format", "json_schema", "structured output", "json_object")
+        )
+        if mentions_format and sent_support in _FORMAT_LEVELS[:-1]:
+            lower = _FORMAT_LEVELS[_FORMAT_LEVELS.index(sent_support) + 1]
+            if _FORMAT_LEVELS.index(self.schema_support) < _FORMAT_LEVELS.index(lower):
+                logger.warning("server refuses the response format (%s): falling back to %s", text, lower)
+                self.schema_support = lower
+            return True
+        return False
+
+    # -- one HTTP request with retries -----------------------------------------------------------------------------
+    async def _request(
+        self,
+        messages: list[dict[str, Any]],
+        n: int,
+        temperature: float,
+        seed: int | None,
+        response_format: dict[str, Any] | None,
+        max_tokens: int | None,
+    ) -> Completion:
+        client, semaphore = self._runtime()
+        params: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": temperature}
+        if n != 1:
+            params["n"] = n
+        if seed is not None:
+            params["seed"] = seed
+        if response_format is not None:
+            params["response_format"] = response_format
+        if max_tokens is not None:
+            params["max_tokens"] = max_tokens
+        attempt = 0
+        while True:
+            try:
+                async with semaphore:
+                    self.tally.requests += 1
+                    response = await client.chat.completions.create(**params)
+                break
+            except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
+                    openai.APIConnectionError, openai.ConflictError) as e:  # fmt: skip
+                if attempt >= self.max_retries:
+                    self.tally.failures += 1
+                    raise RequestFailed(f"gave up after {attempt + 1} attempts: {_error_text(e)}") from e
+                delay = self._retry_delay(e, attempt)
+                logger.debug("retrying in %.2fs after %s", delay, _error_text(e))
+                attempt += 1
+                self.tally.retries += 1
+                await asyncio.sleep(delay)
+        choices = sorted(response.choices or [], key=lambda c: c.index)
+        texts = [c.message.content if c.message is not None else None for c in choices]
+        usage = _usage(response.usage)
+        self.tally.choices += len(texts)
+        self.tally.usage += usage
+        return Completion(texts, usage, requests=1)
+
+    def _retry_delay(self, error: Exception, attempt: int) -> float:
+        response = getattr(error, "response", None)
+        hinted = _retry_after(response.headers) if response is not None else None
+        if hinted is not None:
+            return min(hinted, self.max_backoff)
+        return min(self.backoff * 2**attempt, self.max_backoff) * (0.5 + random.random() / 2)
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date); None if absent or bad."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(float(value) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        parsed = email.utils.parsedate_tz(value)
+        return None if parsed is None else max(email.utils.mktime_tz(parsed) - time.time(), 0.0)
+
+
+def _usage(usage: Any) -> Usage:
+    if usage is None:
+        return Usage()
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0, cached or 0)
+
+
+def _error_text(error: Exception) -> str:
+    message = getattr(error, "message", None) or str(error)
+    status = getattr(error, "status_code", None)
+    return f"{status} {message}" if status else f"{type(error).__name__}: {message}"

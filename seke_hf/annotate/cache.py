@@ -1,0 +1,97 @@
+"""A persistent request cache: SQLite in WAL mode, one row per answered request.
+
+Why SQLite WAL: several processes (`Dataset.map(num_proc=...)`, a re-run beside a still-running job) read and write
+the same file safely, and each answer is committed the moment it arrives, so a run killed with SIGKILL loses at most
+the requests that were in flight; a re-run sends only what was never answered.
+
+API (used by `ChatBackend` and by the FEAB evaluator)::
+
+    cache = RequestCache(path=None)          # None: default_cache_dir() / "requests.sqlite"
+    key = request_key({...})                 # sha256 of the canonical JSON of everything that shapes the answer
+    cache.get(key) -> dict | None            # the stored JSON value
+    cache.put(key, value: dict)              # insert or replace, committed at once
+    len(cache); cache.close()
+
+The key is computed by the caller from the model, the endpoint, the full request content (an image enters through
+its data URL, i.e. its bytes, so by hash), the sampling parameters and the sample round. Credentials never enter a
+key or a value. Failed requests are never stored, so a later run retries them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+CACHE_ENV = "SEKE_HF_CACHE"
+"""Environment variable overriding the default cache folder."""
+
+CACHE_FILE = "requests.sqlite"
+
+
+def default_cache_dir() -> Path:
+    """`$SEKE_HF_CACHE` if set, else `~/.cache/seke_hf`."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "seke_hf"
+
+
+def request_key(content: Any) -> str:
+    """Stable sha256 hex digest of a JSON-serialisable description of a request (dict order does not matter)."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class RequestCache:
+    """Key -> JSON value store backed by one SQLite file in WAL mode; safe across threads and processes.
+
+    Pickles as its path only: the connection is reopened lazily in the receiving process.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, *, timeout: float = 60.0) -> None:
+        self.path = Path(path) if path is not None else default_cache_dir() / CACHE_FILE
+        self.timeout = timeout
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # durable across process kills; WAL keeps it consistent
+            conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._conn = conn
+        return self._conn
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._connection().execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        text = json.dumps(value, ensure_ascii=False)
+        with self._lock:
+            self._connection().execute("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)", (key, text))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._connection().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": str(self.path), "timeout": self.timeout}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], timeout=state["timeout"])
+
+    def __repr__(self) -> str:
+        return f"RequestCache({str(self.path)!r})"

@@ -1,0 +1,260 @@
+"""Knowledge-enhanced prompts, response schemas and tolerant answer parsing for SV-UAMC.
+
+Layout, for providers' automatic prompt caching: the system message (instructions, the emotion knowledge of
+`seke_hf.knowledge`, the answer format) is identical for every request; the user message then says which levels to
+give, states the example's human labels as facts, one per line, and ends with the image:
+
+    expression: happiness
+    valence: 0.62
+    arousal: 0.31
+    action units present: AU6, AU12
+    action units absent: AU4, AU15
+
+(the line format is a contract shared with `seke_hf.simulate`). Images travel as JPEG data URLs, the longer side at
+most `image_max_side` pixels.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import PIL.Image
+
+from seke_hf.annotate.svuamc import ACTION_UNITS, EXPRESSION, VALENCE_AROUSAL, Sample
+from seke_hf.schema import AUS, EXPRESSIONS
+
+PROMPT_VERSION = "1"
+"""Bumped whenever the wording changes (enters the annotator's fingerprint along with the text itself)."""
+
+_INSTRUCTIONS = """\
+You are an expert annotator of facial affect, trained in the Facial Action Coding System (FACS).
+You look at one face image and complete the emotion labels it is missing, at up to three levels:
+- expression: one discrete category from: {expressions};
+- valence and arousal: numbers in [-1, 1] on Russell's circumplex (valence: unpleasant -1 to pleasant 1; arousal:
+  calm -1 to excited 1);
+- action units: the FACS action units visibly present, from: {aus}.
+Labels given as known are human annotations: treat them as true, and make your answers consistent with them and
+with each other, using the knowledge below. Judge from the face itself; do not guess from the background.
+
+{knowledge}
+
+Answer with one JSON object only, with exactly the requested fields:
+- "expression": a category name from the list;
+- "valence", "arousal": numbers in [-1, 1];
+- "action_units": an array of the present action unit names (empty if none);
+- "description": two or three sentences describing the visible facial evidence for your answers."""
+
+
+def system_prompt(knowledge: str | None = None) -> str:
+    """The static system message; `knowledge` defaults to `seke_hf.knowledge.knowledge_prompt()`."""
+    if knowledge is None:
+        from seke_hf.knowledge import knowledge_prompt
+
+        knowledge = knowledge_prompt()
+    return _INSTRUCTIONS.format(expressions=", ".join(EXPRESSIONS), aus=", ".join(AUS), knowledge=knowledge.strip())
+
+
+_LEVEL_WORDS = {
+    EXPRESSION: "the expression",
+    VALENCE_AROUSAL: "valence and arousal",
+    ACTION_UNITS: "the action units",
+}
+
+
+def known_label_lines(
+    expression: str | None = None,
+    valence: float | None = None,
+    arousal: float | None = None,
+    aus: Mapping[str, int | None] | None = None,
+) -> list[str]:
+    """The human labels as the contract's `name: value` lines (only what is known)."""
+    lines = []
+    if expression is not None:
+        lines.append(f"expression: {expression}")
+    if valence is not None and arousal is not None:
+        lines += [f"valence: {valence:.2f}", f"arousal: {arousal:.2f}"]
+    if aus:
+        present = [au for au in AUS if aus.get(au) == 1]
+        absent = [au for au in AUS if aus.get(au) == 0]
+        if present:
+            lines.append(f"action units present: {', '.join(present)}")
+        if absent:
+            lines.append(f"action units absent: {', '.join(absent)}")
+    return lines
+
+
+def image_data_url(image: PIL.Image.Image, max_side: int = 512, quality: int = 90) -> str:
+    """JPEG data URL of `image`, downscaled so its longer side is at most `max_side` (never upscaled)."""
+    image = image.convert("RGB")
+    if max(image.size) > max_side:
+        scale = max_side / max(image.size)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), PIL.Image.LANCZOS
+        )
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def sampling_messages(system: str, levels: Sequence[str], known: Sequence[str], image_url: str) -> list[dict[str, Any]]:
+    """Messages asking for `levels` of the face in `image_url`, with the `known` label lines as facts."""
+    wanted = " and ".join(_LEVEL_WORDS[level] for level in levels)
+    text = f"Give {wanted} of this face, with a description."
+    if known:
+        text += "\nKnown labels (human annotation):\n" + "\n".join(known)
+    return _messages(system, text, image_url)
+
+
+def verification_messages(
+    system: str, expressions: Sequence[str], aus: Sequence[str], known: Sequence[str], image_url: str
+) -> list[dict[str, Any]]:
+    """Messages asking the model to settle a contest between candidate answers."""
+    parts = ["Independent looks at this face disagreed. Look again carefully and decide."]
+    if expressions:
+        parts.append(f"The expression is one of: {', '.join(expressions)}. Choose the one the face shows.")
+    if aus:
+        parts.append(f"For these action units only: {', '.join(aus)}, list those that are present.")
+    parts.append("Add a description of the facial evidence.")
+    text = "\n".join(parts)
+    if known:
+        text += "\nKnown labels (human annotation):\n" + "\n".join(known)
+    return _messages(system, text, image_url)
+
+
+def _messages(system: str, text: str, image_url: str) -> list[dict[str, Any]]:
+    return [
+        {"role": "system", "content": system},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": image_url}}],
+        },
+    ]
+
+
+def response_format(
+    levels: Iterable[str], *, expressions: Sequence[str] = EXPRESSIONS, aus: Sequence[str] = AUS
+) -> dict[str, Any]:
+    """Strict `json_schema` response format asking for `levels`, with the enums restricted as given."""
+    properties: dict[str, Any] = {}
+    levels = set(levels)
+    if EXPRESSION in levels:
+        properties["expression"] = {"type": "string", "enum": list(expressions)}
+    if VALENCE_AROUSAL in levels:
+        properties["valence"] = {"type": "number", "minimum": -1, "maximum": 1}
+        properties["arousal"] = {"type": "number", "minimum": -1, "maximum": 1}
+    if ACTION_UNITS in levels:
+        properties["action_units"] = {"type": "array", "items": {"type": "string", "enum": list(aus)}}
+    properties["description"] = {"type": "string"}
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "facial_affect",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": properties,
+                "required": list(properties),
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+# -- tolerant parsing ------------------------------------------------------------------------------------------------
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+_AU_TOKEN = re.compile(r"AU\s*0*(\d+)", re.IGNORECASE)
+
+
+def parse_answer(
+    text: str | None, *, expressions: Sequence[str] = EXPRESSIONS, aus: Sequence[str] = AUS
+) -> Sample | None:
+    """One choice's text -> `Sample`, or None if it holds no JSON object (truncated, prose only).
+
+    Tolerant where it is safe: code fences, text around the object, case, "AU06"/"au 6"/6 for AU names, numbers
+    as strings. Values outside the allowed sets or ranges are dropped (read as missing), never coerced.
+    """
+    data = _json_object(text)
+    if data is None:
+        data = _labelled_lines(text)  # servers without JSON modes may answer "Expression: fear" lines
+    if data is None:
+        return None
+    lowered = {str(k).lower(): v for k, v in data.items()}
+    expression = lowered.get("expression")
+    expression = expression.strip().lower() if isinstance(expression, str) else None
+    expression = expression if expression in expressions else None
+    valence, arousal = _unit_number(lowered.get("valence")), _unit_number(lowered.get("arousal"))
+    action_units = lowered.get("action_units", lowered.get("aus"))
+    active: frozenset[str] | None = None
+    if isinstance(action_units, list):
+        names = {_au_name(item) for item in action_units}
+        active = frozenset(n for n in names if n in aus)
+    description = lowered.get("description")
+    if not isinstance(description, (str, dict)):
+        description = None
+    return Sample(expression, valence, arousal, active, description)
+
+
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    candidates = [text, *_FENCE.findall(text)]
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        candidates.append(text[start : end + 1])
+    for candidate in candidates:
+        try:
+            data = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            return data
+    return None
+
+
+_LINE = re.compile(r"^[ \t\-*•]*(expression|valence|arousal|action units)[ \t]*[:=][ \t]*(.*?)[ \t.]*$", re.I | re.M)
+
+
+def _labelled_lines(text: str | None) -> dict[str, Any] | None:
+    """`Expression: fear` / `Valence: -0.50` / `Action units: AU1, AU2` (or `none`) lines -> a JSON-like dict."""
+    if not text:
+        return None
+    data: dict[str, Any] = {}
+    for key, value in _LINE.findall(text):
+        key = key.lower()
+        if key == "action units":
+            data["action_units"] = [] if value.strip().lower() in ("none", "") else _AU_TOKEN.findall(value)
+            data["action_units"] = [f"AU{n}" for n in data["action_units"]]
+        else:
+            data[key] = value.strip()
+    if not data:
+        return None
+    prose = _LINE.sub("", text).strip()
+    data["description"] = re.sub(r"\s*\n\s*", " ", prose) or None
+    return data
+
+
+def _unit_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if -1.0 <= x <= 1.0 else None
+
+
+def _au_name(item: Any) -> str | None:
+    if isinstance(item, int) and not isinstance(item, bool):
+        return f"AU{item}"
+    if isinstance(item, str):
+        match = _AU_TOKEN.search(item)
+        if match:
+            return f"AU{int(match.group(1))}"
+        if item.strip().isdigit():
+            return f"AU{int(item)}"
+    return None

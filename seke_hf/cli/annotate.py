@@ -1,0 +1,132 @@
+"""`seke-hf annotate`: complete the missing emotion labels of a dataset with SV-UAMC and save the result.
+
+    seke-hf annotate --data imagefolder:faces/ --out annotated/ --model gpt-4o
+    seke-hf annotate --data saved_rafdb/ --out rafdb_feid/ --base-url http://127.0.0.1:8000/v1 --max-samples 8
+    seke-hf annotate --data org/faces --split train --out faces_annotated/
+
+The API key comes from OPENAI_API_KEY (never from the command line, where it would land in shell histories).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+
+import datasets
+
+from seke_hf.cli import CLIError
+from seke_hf.schema import LEVELS
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "annotate",
+        help="fill missing expression / valence-arousal / AU labels with a vision LLM (SV-UAMC)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data", required=True, help="imagefolder:DIR, a dataset saved with save_to_disk, or a Hub id")
+    p.add_argument("--out", required=True, help="folder to save the annotated dataset to (save_to_disk)")
+    p.add_argument("--split", default=None, help="only this split (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N rows of each split (dry runs)")
+    p.add_argument("--model", default="gpt-4o")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: OPENAI_BASE_URL or OpenAI)")
+    p.add_argument("--image-column", default="image")
+    p.add_argument("--min-samples", type=int, default=4)
+    p.add_argument("--max-samples", type=int, default=16)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the verification request")
+    p.add_argument("--max-concurrency", type=int, default=32)
+    p.add_argument("--image-max-side", type=int, default=512)
+    p.add_argument("--cache-dir", default=None, help="request cache folder (default: SEKE_HF_CACHE or ~/.cache/seke_hf)")
+    p.add_argument("--batch-size", type=int, default=64, help="rows annotated concurrently per map batch")
+    p.add_argument("--num-proc", type=int, default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=run)
+
+
+def load_data(spec: str, split: str | None = None) -> datasets.DatasetDict:
+    """`imagefolder:DIR`, a `save_to_disk` folder, or a Hub id -> DatasetDict (a lone Dataset becomes "train")."""
+    if spec.startswith("imagefolder:"):
+        folder = spec.removeprefix("imagefolder:")
+        if not Path(folder).is_dir():
+            raise CLIError(f"imagefolder {folder!r} is not a folder")
+        data = datasets.load_dataset("imagefolder", data_dir=folder)
+    elif Path(spec).is_dir():
+        if not any((Path(spec) / name).exists() for name in ("dataset_info.json", "dataset_dict.json", "state.json")):
+            raise CLIError(
+                f"{spec!r} is a folder but not a saved dataset (no dataset_dict.json or state.json); "
+                f"use imagefolder:{spec} for a folder of images"
+            )
+        data = datasets.load_from_disk(spec)
+    else:
+        data = datasets.load_dataset(spec)
+    if isinstance(data, datasets.Dataset):
+        data = datasets.DatasetDict({"train": data})
+    if split is not None:
+        if split not in data:
+            raise CLIError(f"no split {split!r} in {spec!r} (splits: {', '.join(data)})")
+        data = datasets.DatasetDict({split: data[split]})
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    from seke_hf.annotate import SVUAMCAnnotator
+
+    data = load_data(args.data, args.split)
+    annotator = SVUAMCAnnotator(
+        model=args.model,
+        base_url=args.base_url,
+        min_samples=args.min_samples,
+        max_samples=args.max_samples,
+        temperature=args.temperature,
+        confidence=args.confidence,
+        verify=args.verify,
+        max_concurrency=args.max_concurrency,
+        image_max_side=args.image_max_side,
+        cache_dir=args.cache_dir,
+        image_column=args.image_column,
+        progress=args.progress,
+    )
+    out = datasets.DatasetDict()
+    for name, ds in data.items():
+        if args.limit is not None:
+            ds = ds.select(range(min(args.limit, len(ds))))
+        if args.image_column not in ds.column_names:
+            raise CLIError(f"split {name!r} has no column {args.image_column!r} (columns: {ds.column_names})")
+        out[name] = ds.map(
+            annotator,
+            batched=True,
+            batch_size=args.batch_size,
+            num_proc=args.num_proc,
+            features=annotator.output_features(ds.features),
+            desc=f"SV-UAMC {name}",
+        )
+        logger.info("%s: %s", name, report(out[name]))
+    logger.info("usage (this process): %s", annotator.usage_summary())
+    annotator.close()
+    os.makedirs(args.out, exist_ok=True)
+    out.save_to_disk(args.out)
+    logger.info("saved to %s", args.out)
+    return 0
+
+
+def report(ds: datasets.Dataset) -> str:
+    """Status counts, per-level provenance, samples and requests of an annotated split."""
+    statuses = Counter(ds["status"])
+    provenance = ds["provenance"]
+    levels = ", ".join(
+        f"{level} " + "/".join(f"{k} {v}" for k, v in sorted(Counter(p[level] for p in provenance).items()))
+        for level in LEVELS
+    )
+    samples, requests = sum(ds["mc_samples"]), sum(ds["requests"])
+    return (
+        f"{len(ds)} rows: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())) + f"; {levels}; "
+        f"{samples} samples in {requests} requests"
+    )

@@ -1,0 +1,104 @@
+"""`seke-hf simulate`: serve the simulated vision LLM, for dry runs of a FEID build against a known truth."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+EPILOG = """\
+examples:
+  # build the truth from a labelled corpus once, then serve it
+  seke-hf simulate --corpus rafdb --data-dir ~/data/RAF-DB --save-truth truth.jsonl --port 8000
+  seke-hf simulate --truth truth.jsonl --port 8000 --latency 0.2 --rate-limit 0.02
+  # then point any OpenAI client at http://127.0.0.1:8000/v1 and read http://127.0.0.1:8000/stats
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="serve a simulated vision LLM (OpenAI-compatible) that knows the truth",
+        description="Serve a simulated vision LLM on 127.0.0.1 behind the OpenAI Chat Completions protocol. It "
+        "answers facial-emotion questions from a truth table through a documented noise model, injects provider "
+        "faults on demand, and reports token usage like the real API at /stats.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_argument_group("truth (one of)")
+    source.add_argument("--truth", type=Path, help="truth JSONL file (see seke_hf.simulate.truth)")
+    source.add_argument("--corpus", help="build the truth from this corpus (ckplus, rafdb, ...)")
+    source.add_argument("--data-dir", type=Path, help="folder of the corpus given with --corpus")
+    source.add_argument("--split", default=None, help="split of --corpus to use (default: all splits)")
+    parser.add_argument("--save-truth", type=Path, help="write the truth table to this JSONL file")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
+    parser.add_argument("--model", default=None, help="model name to report (default: seke-sim-vllm)")
+    parser.add_argument("--api-key", default=None, help="require this bearer key (default: accept any)")
+    noise = parser.add_argument_group("noise model")
+    noise.add_argument("--seed", type=int, default=0, help="seed of the per-image beliefs")
+    faults = parser.add_argument_group("faults and provider behaviour")
+    for kind in ("rate-limit", "server-error", "timeout", "truncate", "refusal"):
+        faults.add_argument(f"--{kind}", type=float, default=0.0, metavar="RATE", help=f"{kind} fault rate")
+    faults.add_argument("--latency", type=float, default=0.0, metavar="SECONDS", help="added to every request")
+    faults.add_argument("--retry-after", type=float, default=1.0, metavar="SECONDS")
+    faults.add_argument("--timeout-delay", type=float, default=30.0, metavar="SECONDS")
+    faults.add_argument("--max-n", type=int, default=128, help="reject requests with a larger n (1: no n > 1)")
+    faults.add_argument(
+        "--no-structured-output", action="store_true", help="reject response_format, like servers without schemas"
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from seke_hf.simulate import DEFAULT_MODEL, SimulatedVLLM, TruthTable, truth_from_dataset
+
+    if args.truth is not None:
+        truth = TruthTable.load(args.truth)
+    elif args.corpus is not None:
+        if args.data_dir is None:
+            raise ValueError("--corpus needs --data-dir (the folder of your copy of the corpus)")
+        truth = truth_from_dataset(_rows(args.corpus, args.data_dir, args.split))
+    else:
+        raise ValueError("give the truth: --truth truth.jsonl, or --corpus NAME --data-dir DIR")
+    if args.save_truth is not None:
+        truth.save(args.save_truth)
+        print(f"wrote {len(truth)} truth entries to {args.save_truth}", flush=True)
+    server = SimulatedVLLM(
+        truth,
+        host=args.host,
+        port=args.port,
+        model=args.model or DEFAULT_MODEL,
+        api_key=args.api_key,
+        seed=args.seed,
+        rate_limit=args.rate_limit,
+        server_error=args.server_error,
+        timeout=args.timeout,
+        truncate=args.truncate,
+        refusal=args.refusal,
+        latency=args.latency,
+        retry_after=args.retry_after,
+        timeout_delay=args.timeout_delay,
+        max_n=args.max_n,
+        structured_output=not args.no_structured_output,
+    )
+    server.start()
+    print(
+        f"simulated vision LLM '{server.model_name}' knows {len(truth)} faces; serving {server.base_url} "
+        f"(usage at {server.url}/stats). Ctrl-C to stop.",
+        flush=True,
+    )
+    server.serve_forever()
+    return 0
+
+
+def _rows(corpus: str, data_dir: Path, split: str | None) -> Any:
+    import datasets
+
+    from seke_hf import load_corpus
+
+    loaded = load_corpus(corpus, data_dir, split=split)
+    if isinstance(loaded, datasets.DatasetDict):
+        return datasets.concatenate_datasets(list(loaded.values()))
+    return loaded

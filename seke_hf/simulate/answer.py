@@ -1,0 +1,173 @@
+"""Writing one sampled answer in the form the client asked for: a JSON schema, a JSON object, or prose.
+
+A schema is filled by walking it: the properties the simulated model understands (`expression`, `valence`,
+`arousal`, `action_units` as an array of AU names or an object keyed by AU, AU-named properties, and any free-text
+string such as `description`) get the sample's values; anything else gets a neutral value of the right type, so the
+reply always validates against the schema.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from seke_hf.schema import AUS
+from seke_hf.simulate.noise import Sample
+from seke_hf.simulate.request import AU_LIST_NAMES, EXPRESSION_NAMES, AnswerSpec, resolve_ref, safe_au
+
+AU_NAMES: dict[str, str] = {
+    "AU1": "inner brow raiser",
+    "AU2": "outer brow raiser",
+    "AU4": "brow lowerer",
+    "AU5": "upper lid raiser",
+    "AU6": "cheek raiser",
+    "AU7": "lid tightener",
+    "AU9": "nose wrinkler",
+    "AU10": "upper lip raiser",
+    "AU12": "lip corner puller",
+    "AU14": "dimpler",
+    "AU15": "lip corner depressor",
+    "AU17": "chin raiser",
+    "AU20": "lip stretcher",
+    "AU23": "lip tightener",
+    "AU24": "lip pressor",
+    "AU25": "lips part",
+    "AU26": "jaw drop",
+}
+"""FACS names of the 17 AUs (Ekman, Friesen & Hager 2002). TODO: take these from `seke_hf.knowledge`."""
+
+REFUSAL = "I'm sorry, but I can't help with identifying the emotions of people in images."
+
+
+def describe(sample: Sample) -> str:
+    """A short free-text description consistent with the sample's labels."""
+    mood = "pleasant" if sample.valence > 0.15 else "unpleasant" if sample.valence < -0.15 else "neutral"
+    energy = "aroused" if sample.arousal > 0.15 else "calm" if sample.arousal < -0.15 else "moderately calm"
+    if sample.action_units:
+        cues = ", ".join(f"{AU_NAMES[au]} ({au})" for au in sample.action_units)
+        seen = f"The face shows {cues}"
+    else:
+        seen = "The face shows no clear facial action"
+    return f"{seen}, which reads as {sample.expression}; the state looks {mood} and {energy}."
+
+
+def render(sample: Sample, spec: AnswerSpec) -> str:
+    if spec.kind == "json_schema":
+        return json.dumps(_fill(spec.schema or {}, spec.schema or {}, sample, spec, ""))
+    if spec.kind == "json_object":
+        obj: dict[str, Any] = {}
+        if "expression" in spec.levels:
+            obj["expression"] = sample.expression
+        if "valence_arousal" in spec.levels:
+            obj["valence"], obj["arousal"] = sample.valence, sample.arousal
+        if "aus" in spec.levels:
+            obj["action_units"] = list(sample.action_units)
+        obj["description"] = describe(sample)
+        return json.dumps(obj)
+    return _prose(sample, spec)
+
+
+def _prose(sample: Sample, spec: AnswerSpec) -> str:
+    lines = [describe(sample)]
+    if "expression" in spec.levels:
+        lines.append(f"Expression: {sample.expression}")
+    if "valence_arousal" in spec.levels:
+        lines.append(f"Valence: {sample.valence:.2f}")
+        lines.append(f"Arousal: {sample.arousal:.2f}")
+    if "aus" in spec.levels:
+        lines.append(f"Action units: {', '.join(sample.action_units) or 'none'}")
+    if spec.answer_tag == "expression":
+        lines.append(f"<answer>{sample.expression}</answer>")
+    elif spec.answer_tag == "valence_arousal":
+        lines.append(f"<answer>valence: {sample.valence:.2f}, arousal: {sample.arousal:.2f}</answer>")
+    elif spec.answer_tag == "aus":
+        lines.append(f"<answer>{', '.join(sample.action_units) or 'none'}</answer>")
+    return "\n".join(lines)
+
+
+def _fill(schema: Any, root: Mapping[str, Any], sample: Sample, spec: AnswerSpec, name: str) -> Any:
+    schema = resolve_ref(schema, root)
+    if "const" in schema:
+        return schema["const"]
+    for keyword in ("anyOf", "oneOf"):
+        if keyword in schema:
+            options = [resolve_ref(o, root) for o in schema[keyword]]
+            usable = [o for o in options if o.get("type") != "null"] or options
+            return _fill(usable[0], root, sample, spec, name)
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    lowered = name.lower()
+    if kind == "object":
+        props = schema.get("properties") or {}
+        if lowered in AU_LIST_NAMES:
+            return {key: _au_value(sample, key, prop, root) for key, prop in props.items()}
+        return {key: _fill(prop, root, sample, spec, key) for key, prop in props.items()}
+    if safe_au(name) in AUS and name.upper().startswith("AU"):
+        return _au_value(sample, name, schema, root)
+    if kind == "array":
+        items = resolve_ref(schema.get("items", {}), root)
+        if lowered in AU_LIST_NAMES or lowered in EXPRESSION_NAMES:
+            if lowered in EXPRESSION_NAMES:
+                values = [_expression(sample, spec, items)]
+            else:
+                values = [_au_spelling(au, spec, items) for au in sample.action_units]
+            max_items = schema.get("maxItems")
+            return values[:max_items] if isinstance(max_items, int) else values
+        return [_fill(items, root, sample, spec, name) for _ in range(int(schema.get("minItems", 0)))]
+    if kind == "string":
+        if lowered in EXPRESSION_NAMES:
+            return _expression(sample, spec, schema)
+        if "enum" in schema:
+            return schema["enum"][0]
+        return describe(sample)
+    if kind in ("number", "integer"):
+        if lowered in ("valence", "arousal"):
+            value = getattr(sample, lowered)
+        elif any(word in lowered for word in ("confidence", "certainty", "probability")):
+            value = sample.confidence
+        else:
+            value = 0.0
+        value = _clamp(value, schema)
+        return round(value) if kind == "integer" else value
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    return describe(sample)
+
+
+def _expression(sample: Sample, spec: AnswerSpec, schema: Mapping[str, Any]) -> str:
+    if spec.expressions and sample.expression in spec.expressions:
+        return spec.expressions[sample.expression]
+    return sample.expression
+
+
+def _au_spelling(au: str, spec: AnswerSpec, items: Mapping[str, Any]) -> str:
+    return spec.aus[au] if spec.aus and au in spec.aus else au
+
+
+def _au_value(sample: Sample, key: str, schema: Any, root: Mapping[str, Any]) -> Any:
+    """An AU's presence in whatever type the schema gives it (boolean, 0/1, a probability, or an enum)."""
+    schema = resolve_ref(schema, root)
+    present = safe_au(key) in sample.action_units
+    kind = schema.get("type", "boolean")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "boolean")
+    if "enum" in schema:
+        enum = schema["enum"]
+        wanted = ("present", "yes", "true", "1") if present else ("absent", "no", "false", "0")
+        return next((v for v in enum if str(v).lower() in wanted), enum[0])
+    if kind in ("integer", "number"):
+        return 1 if present else 0
+    return present
+
+
+def _clamp(value: float, schema: Mapping[str, Any]) -> float:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if isinstance(low, (int, float)):
+        value = max(value, low)
+    if isinstance(high, (int, float)):
+        value = min(value, high)
+    return value

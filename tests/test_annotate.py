@@ -1,0 +1,268 @@
+"""SVUAMCAnnotator over real HTTP against the simulated vision LLM: filling, caching, faults, processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import datasets
+import pytest
+
+from seke_hf import SVUAMCAnnotator
+from seke_hf.annotate.cache import RequestCache
+from seke_hf.schema import AUS, EXPRESSIONS, FEATURES, aus_from_active, empty_row
+from seke_hf.simulate import SimulatedVLLM
+from seke_hf.simulate.noise import PROTOTYPE_AUS, VA_ANCHORS
+from seke_hf.synthetic.faces import draw_face
+
+HIDDEN = ("expression", "valence_arousal", "aus")
+
+
+def labelled(n: int, offset: int = 0) -> datasets.Dataset:
+    """Fully labelled synthetic faces (the simulator's truth)."""
+    rows = []
+    for i in range(offset, offset + n):
+        expression = EXPRESSIONS[i % 8]
+        row = empty_row(f"synth/{i:04d}", "synth", subject=f"S{i % 5}", image=draw_face(i, expression, size=(64, 64)))
+        row["expression"] = EXPRESSIONS.index(expression)
+        row["valence"], row["arousal"] = VA_ANCHORS[expression]
+        row["aus"] = aus_from_active(PROTOTYPE_AUS[expression])
+        row["au_intensity"] = {au: 2 * v for au, v in row["aus"].items()}
+        rows.append(row)
+    return datasets.Dataset.from_list(rows, features=FEATURES)
+
+
+def hide_one_level(full: datasets.Dataset) -> datasets.Dataset:
+    """Row i loses level i % 3, as corpora lack one level or another."""
+
+    def hide(row, i):
+        level = HIDDEN[i % 3]
+        if level == "expression":
+            row["expression"] = -1
+        elif level == "valence_arousal":
+            row["valence"] = row["arousal"] = None
+        else:
+            row["aus"] = dict.fromkeys(AUS, -1)
+        return row
+
+    return full.map(hide, with_indices=True)
+
+
+def annotator(server: SimulatedVLLM, cache_dir, **kwargs) -> SVUAMCAnnotator:
+    kwargs.setdefault("progress", False)
+    return SVUAMCAnnotator(base_url=server.base_url, cache_dir=str(cache_dir), **kwargs)
+
+
+def annotate(ds: datasets.Dataset, ann: SVUAMCAnnotator, **kwargs) -> datasets.Dataset:
+    kwargs.setdefault("batch_size", 8)
+    return ds.map(ann, batched=True, load_from_cache_file=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def full() -> datasets.Dataset:
+    return labelled(18)
+
+
+@pytest.fixture(scope="module")
+def partial(full) -> datasets.Dataset:
+    return hide_one_level(full)
+
+
+@pytest.fixture
+def server(full):
+    with SimulatedVLLM(truth=full) as server:
+        yield server
+
+
+def test_fills_each_missing_level_and_never_touches_human_labels(server, full, partial, tmp_path):
+    out = annotate(partial, annotator(server, tmp_path))
+    assert out.features["expression"] == FEATURES["expression"]  # ClassLabel kept
+    assert set(out.column_names) >= {"provenance", "uncertainty", "descriptions", "mc_samples", "requests"}
+    assert server.stats()["requests"] == sum(out["requests"])
+    correct = {level: 0 for level in HIDDEN}
+    for before, after, truth in zip(partial, out, full, strict=True):
+        hidden = {level for level in HIDDEN if after["provenance"][level] != "human"}
+        assert len(hidden) == 1
+        (level,) = hidden
+        assert after["status"] == "accepted", after["status_reason"]
+        assert after["provenance"][level] == "generated"
+        assert after["uncertainty"][level] is not None and 0 <= after["uncertainty"][level] <= 1
+        assert after["descriptions"][level]
+        assert after["mc_samples"] >= 4 and after["requests"] >= 1
+        for other in set(HIDDEN) - {level}:
+            assert after["provenance"][other] == "human" and after["uncertainty"][other] is None
+        # Human labels and untouched columns pass through unchanged.
+        for column in ("sample_id", "source", "subject", "frame", "au_intensity"):
+            assert after[column] == before[column]
+        if level != "expression":
+            assert after["expression"] == before["expression"]
+        if level != "valence_arousal":
+            assert (after["valence"], after["arousal"]) == (before["valence"], before["arousal"])
+        if level != "aus":
+            assert after["aus"] == before["aus"]
+        # What was generated is (mostly) right: the simulated model sees the truth through noise.
+        if level == "expression":
+            correct[level] += after["expression"] == truth["expression"]
+        elif level == "valence_arousal":
+            error = abs(after["valence"] - truth["valence"]) + abs(after["arousal"] - truth["arousal"])
+            correct[level] += error < 0.3
+        else:
+            assert set(after["aus"].values()) <= {0, 1}
+            correct[level] += sum(after["aus"][au] == truth["aus"][au] for au in AUS) >= len(AUS) - 2
+    assert all(count >= 4 for count in correct.values()), correct  # 6 rows per level
+
+
+def test_fully_labelled_rows_cost_nothing(server, full, tmp_path):
+    out = annotate(full.select(range(4)), annotator(server, tmp_path))
+    assert server.stats()["requests"] == 0
+    assert out["status"] == ["accepted"] * 4 and out["requests"] == [0] * 4
+    assert all(set(p.values()) == {"human"} for p in out["provenance"])
+
+
+def test_plain_image_dataset_without_label_columns(server, full, tmp_path):
+    plain = full.select(range(6)).select_columns(["image", "sample_id"]).rename_column("image", "picture")
+    ann = annotator(server, tmp_path, image_column="picture")
+    out = annotate(plain, ann, features=ann.output_features(plain.features))
+    assert out.features["expression"] == datasets.ClassLabel(names=EXPRESSIONS)
+    assert out["sample_id"] == plain["sample_id"]
+    accepted = [(row, truth) for row, truth in zip(out, full, strict=False) if row["status"] == "accepted"]
+    assert len(accepted) >= 4
+    for row, _ in accepted:
+        assert set(row["provenance"].values()) == {"generated"}
+        assert row["valence"] is not None and set(row["aus"].values()) <= {0, 1}
+    for row in out:
+        if row["status"] == "rejected":  # the levels contradicted each other: nothing is kept, the reason is
+            assert set(row["provenance"].values()) == {"missing"} and row["status_reason"]
+            assert row["expression"] == -1 and row["valence"] is None and set(row["aus"].values()) == {-1}
+    assert sum(row["expression"] == truth["expression"] for row, truth in accepted) >= len(accepted) - 1
+
+
+def test_rerun_is_served_from_the_cache_with_identical_output(server, partial, tmp_path):
+    first = annotate(partial, annotator(server, tmp_path))
+    sent = server.stats()["requests"]
+    assert sent > 0
+    again = annotate(partial, annotator(server, tmp_path))
+    assert server.stats()["requests"] == sent  # nothing sent twice
+    assert again.to_list() == first.to_list()
+    assert again["requests"] == first["requests"]  # requests the example needed, cached or not
+
+
+def test_faults_cost_a_choice_or_a_retry_and_failures_are_retried_later(full, partial, tmp_path):
+    rows = partial.select(range(6))
+    with SimulatedVLLM(truth=full, retry_after=0.1, timeout_delay=3.0) as server:
+        server.inject("rate_limit", 2)
+        server.inject("server_error", 1)
+        server.inject("truncate", 3)
+        out = annotate(rows, annotator(server, tmp_path / "a", max_concurrency=2))
+        stats = server.stats()
+        assert stats["faults"] == {"rate_limit": 2, "server_error": 1, "truncate": 3}
+        assert stats["errors"] == {"429": 2, "500": 1}
+        assert out["status"] == ["accepted"] * 6, out["status_reason"]
+
+        # A request that keeps failing marks its example `failed` (nothing generated); a later run retries it.
+        server.reset_stats()
+        server.inject("timeout", 2)
+        flaky = annotator(server, tmp_path / "b", timeout=0.5, max_retries=1, backoff=0.05, max_concurrency=1)
+        failed = annotate(rows.select(range(1)), flaky)
+        assert failed["status"] == ["failed"] and "gave up after 2 attempts" in failed["status_reason"][0]
+        assert set(failed["provenance"][0].values()) <= {"human", "missing"}
+        retried = annotate(rows.select(range(1)), annotator(server, tmp_path / "b"))
+        assert retried["status"] == ["accepted"]
+
+
+def test_servers_refusing_n_or_schemas_are_still_sampled(full, partial, tmp_path):
+    rows = partial.select(range(6))
+    with SimulatedVLLM(truth=full, max_n=1, structured_output=False) as server:
+        out = annotate(rows, annotator(server, tmp_path))
+        stats = server.stats()
+    assert out["status"] == ["accepted"] * 6, out["status_reason"]
+    # After learning, one choice per request: (400s while learning) + one request per choice drawn.
+    assert stats["choices"] == stats["completions"]
+    assert stats["completions"] == sum(out["requests"])
+    assert sum(out["requests"]) >= sum(out["mc_samples"])
+
+
+def test_num_proc_2_matches_a_single_process(server, partial, tmp_path):
+    single = annotate(partial, annotator(server, tmp_path / "one"))
+    double = annotate(partial, annotator(server, tmp_path / "two"), num_proc=2)
+    assert double.to_list() == single.to_list()
+
+
+FINGERPRINTS = textwrap.dedent(
+    """
+    import json, sys
+    from datasets.fingerprint import Hasher
+    from seke_hf.annotate import svuamc
+    from seke_hf import SVUAMCAnnotator
+    base = dict(base_url="http://127.0.0.1:9/v1", progress=False)
+    hashes = {
+        "base": Hasher.hash(SVUAMCAnnotator(**base)),
+        "runtime": Hasher.hash(SVUAMCAnnotator(**base, api_key="sk-other", max_concurrency=3, cache_dir="/x")),
+        "model": Hasher.hash(SVUAMCAnnotator(**base, model="gpt-4.1")),
+        "temperature": Hasher.hash(SVUAMCAnnotator(**base, temperature=0.5)),
+        "max_samples": Hasher.hash(SVUAMCAnnotator(**base, max_samples=8)),
+        "prompt": Hasher.hash(SVUAMCAnnotator(**base, knowledge="other knowledge")),
+        "endpoint": Hasher.hash(SVUAMCAnnotator(base_url="http://127.0.0.1:10/v1", progress=False)),
+    }
+    svuamc.VERSION = "next"
+    hashes["version"] = Hasher.hash(SVUAMCAnnotator(**base))
+    print(json.dumps(hashes))
+    """
+)
+
+
+def test_fingerprint_is_stable_across_processes_and_follows_what_shapes_outputs():
+    runs = [
+        json.loads(
+            subprocess.run([sys.executable, "-c", FINGERPRINTS], capture_output=True, text=True, check=True).stdout
+        )
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1]
+    hashes = runs[0]
+    assert hashes["runtime"] == hashes["base"]
+    changed = {k: v for k, v in hashes.items() if k not in ("base", "runtime")}
+    assert len(set(changed.values()) | {hashes["base"]}) == len(changed) + 1
+
+
+RESUMABLE_RUN = textwrap.dedent(
+    """
+    import sys
+    import datasets
+    from seke_hf import SVUAMCAnnotator
+    ds = datasets.load_from_disk(sys.argv[1])
+    annotator = SVUAMCAnnotator(base_url=sys.argv[2], cache_dir=sys.argv[3], max_concurrency=2, progress=False)
+    out = ds.map(annotator, batched=True, batch_size=4, load_from_cache_file=False)
+    out.save_to_disk(sys.argv[4])
+    """
+)
+
+
+def test_a_killed_run_resumes_without_sending_any_request_twice(full, partial, tmp_path):
+    partial.save_to_disk(tmp_path / "data")
+    with SimulatedVLLM(truth=full, latency=0.1) as server:
+        clean = annotate(partial, annotator(server, tmp_path / "clean"))
+        total = server.stats()["requests"]
+        server.reset_stats()
+
+        args = [sys.executable, "-c", RESUMABLE_RUN, str(tmp_path / "data"), server.base_url, str(tmp_path / "cache")]
+        child = subprocess.Popen([*args, str(tmp_path / "killed")], env=os.environ.copy())
+        deadline = time.monotonic() + 60
+        while server.stats()["completions"] < total // 3 and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert child.returncode == -signal.SIGKILL
+        stored = len(RequestCache(tmp_path / "cache" / "requests.sqlite"))
+        assert 0 < stored < total
+
+        server.reset_stats()
+        subprocess.run([*args, str(tmp_path / "resumed")], env=os.environ.copy(), check=True)
+        assert server.stats()["requests"] == total - stored  # every stored answer reused, nothing repeated
+    resumed = datasets.load_from_disk(str(tmp_path / "resumed"))
+    assert resumed.to_list() == clean.to_list()
