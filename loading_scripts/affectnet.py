@@ -40,6 +40,7 @@ CLASSIC_COLUMNS = (
     "valence", "arousal",
 )  # fmt: skip
 """Column order of the classic CSVs, used when a copy of the file has no header line (corpora.md §3.1 [R])."""
+RELEASE_MARKERS = {"classic": "Manually_Annotated_file_lists", "npy": "*_set/annotations"}
 CLASSIC_SPLITS = {"train": "training.csv", "validation": "validation.csv"}
 NPY_SPLITS = {"train": "train_set", "validation": "val_set"}
 LANDMARK_SLACK = 0.1
@@ -94,8 +95,7 @@ class Affectnet(CorpusBuilder):
   journal={IEEE Transactions on Affective Computing}, year={2017}}"""
 
     def split_kwargs(self, root: Path) -> dict[str, dict[str, Any]]:
-        found = [r for r, marker in (("classic", "Manually_Annotated_file_lists"), ("npy", "*_set/annotations"))
-                 if next(iter(root.glob(marker)), None) is not None]  # fmt: skip
+        found = [release for release, marker in RELEASE_MARKERS.items() if next(root.glob(marker), None) is not None]
         release = self.config.release
         if release is None:
             if len(found) > 1:
@@ -117,7 +117,9 @@ class Affectnet(CorpusBuilder):
         images = find_child(root, "Manually_Annotated_Images")
         if images is None and (packed := find_child(root, "Manually_Annotated")) is not None:
             images = find_child(packed, "Manually_Annotated_Images")
-        if lists is None or images is None:
+        if lists is None:
+            raise self.layout_error(f"Manually_Annotated_file_lists/ is missing under {root}.")
+        if images is None:
             rar = " (extract Manually_Annotated.part01.rar first)" if next(root.glob("*.rar"), None) else ""
             raise self.layout_error(f"Manually_Annotated_Images/ is missing under {root}{rar}.")
         splits = {}

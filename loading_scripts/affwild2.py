@@ -152,13 +152,14 @@ class Affwild2(CorpusBuilder):
                 if not labels:
                     continue
                 name = f"{k:05d}.jpg"
+                crop = Path(crops or root / CROPS / video, name)
                 if name not in names:
-                    skips.add("labelled frame without a crop image", f"{CROPS}/{video}/{name}")
+                    skips.add("labelled frame without a crop image", crop)
                     continue
                 try:
-                    image = image_payload(Path(crops, name), root)  # type: ignore[arg-type]
+                    image = image_payload(crop, root)
                 except UnreadableImage:
-                    skips.add("unreadable image", Path(crops, name))  # type: ignore[arg-type]
+                    skips.add("unreadable image", crop)
                     continue
                 row = empty_row(f"affwild2/{video}/{k:05d}", self.SOURCE, subject=video, image=image, frame=k - 1)
                 if "VA" in labels:

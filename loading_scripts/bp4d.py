@@ -58,7 +58,11 @@ class Bp4d(CorpusBuilder):
     BUILDER_CONFIGS = fold_configs(Bp4dConfig, "BP4D")
     DEFAULT_CONFIG_NAME = "all"
     MARKERS = ("[Aa][Uu][Cc]oding", "AU_OCC", "*/[FM][0-9][0-9][0-9]_T[0-9].csv")
-    FINGERPRINT = ("*/*.csv", "*/*/*.csv", "*/*/*/*.csv", "*/[FM][0-9][0-9][0-9]/T*", "[FM][0-9][0-9][0-9]/T*")
+    # Label files and image folders (their mtimes), never the images: this is stat-ed on every load.
+    FINGERPRINT = (
+        "[Aa][Uu][Cc]oding/*", "[Aa][Uu][Cc]oding/*/*", "[Aa][Uu][Cc]oding/*/*/*", "AU-Intensity-Codes*/*/*.csv",
+        "*/[FM][0-9][0-9][0-9]/T*", "[FM][0-9][0-9][0-9]/T*",
+    )  # fmt: skip
     LAYOUT = """\
   <BP4D>/                                 (data_dir may be this folder or one above it; folder names may differ)
     AUCoding/AU_OCC/F001_T1.csv           header 0,1,...,99; column 0 = frame number; 0/1, 9 = unknown

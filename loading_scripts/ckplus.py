@@ -5,6 +5,7 @@ its peak, the last frame; `Emotion/` holds one `*_emotion.txt` (a single float c
 sequences, `FACS/` one `*_facs.txt` per sequence (`<AU> <intensity>` float pairs), both named after the peak frame.
 The peak frame is fully FACS-coded, so at the peak an AU the file does not list is absent (0); other frames are not
 coded at all. The FEID/FEAB split of SEKE's release (293 train / 34 test sequences) ships as `ckplus_feid_split.csv`.
+Names come from the tree, never from the README's examples (its `S0005_001_00000011_facs.txt` is a typo).
 """
 
 from __future__ import annotations

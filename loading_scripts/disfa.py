@@ -112,6 +112,7 @@ class Disfa(CorpusBuilder):
                     f"no {self.config.camera}-camera video (e.g. LeftVideoSN001_comp.avi) and no folder of "
                     f"extracted frames (<folder>/SN001/0.png) found under {root}."
                 )
+            logger.info("disfa: no %s-camera video; reading extracted frames from %s", self.config.camera, frames_root)
         else:
             frames_root = root / Path(self.config.frames_dir).expanduser()
             if not frames_root.is_dir():

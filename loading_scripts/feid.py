@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import datasets
+import pyarrow as pa
+from datasets.table import table_cast
 
 from seke_hf.corpora import CORPORA
 from seke_hf.feid import build, ckplus_split_digest
-from seke_hf.release import annotation_features, export_annotations, image_columns, load_annotations, merge_annotations
+from seke_hf.release import annotation_features, export_annotations, load_annotations, merge_annotations
 from seke_hf.schema import FEATURES
 from seke_hf.selection import FEID, SelectionParams
 from seke_hf.sources import FOLDER_NAMES, find_corpus_dirs
@@ -147,20 +149,20 @@ class Feid(CorpusBuilder):
         )
         return [datasets.SplitGenerator(name=self.SPLIT, gen_kwargs={"rows": splits[self.SPLIT]})]
 
-    def _generate_examples(self, rows: datasets.Dataset) -> Iterator[tuple[str, dict[str, Any]]]:
-        for column in image_columns(rows.features):
-            rows = rows.cast_column(column, datasets.Image(decode=False))  # pass the bytes through untouched
+    def _generate_tables(self, rows: datasets.Dataset) -> Iterator[tuple[int, pa.Table]]:
+        """Record batches straight from the corpora's Arrow data: image bytes pass through undecoded."""
         labels = None
         if self.config.annotations is not None:
             # Merge on the label columns only: the images are never rewritten.
             annotations = load_annotations(self.config.annotations, self.config.annotations_config)
-            labels = merge_annotations(export_annotations(rows).flatten_indices(), annotations)
-        label_batches = labels.iter(batch_size=256) if labels is not None else None
-        for batch in rows.iter(batch_size=256):
-            merged = next(label_batches) if label_batches is not None else {}
-            batch = {**batch, **merged}
-            for i, sample_id in enumerate(batch["sample_id"]):
-                yield sample_id, {name: values[i] for name, values in batch.items()}
+            labels = merge_annotations(export_annotations(rows).flatten_indices(), annotations).with_format("arrow")
+        schema = self.info.features.arrow_schema
+        data = rows.with_format("arrow")
+        for start in range(0, len(rows), self.BATCH_ROWS):
+            batch = data[start : start + self.BATCH_ROWS]
+            merged = labels[start : start + self.BATCH_ROWS] if labels is not None else batch
+            columns = [merged[name] if name in merged.column_names else batch[name] for name in schema.names]
+            yield start, table_cast(pa.Table.from_arrays(columns, names=schema.names), schema)
 
 
 def _inputs_fingerprint(*inputs: Any) -> str | None:

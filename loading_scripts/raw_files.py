@@ -88,20 +88,37 @@ def read_lines(path: Path) -> list[str]:
         return [line.strip() for line in f if line.strip()]
 
 
-def image_payload(path: Path, root: Path) -> dict[str, Any]:
+def image_payload(path: Path, root: Path | None = None) -> dict[str, Any]:
     """The file's bytes for an `Image()` feature, without decoding or re-encoding the pixels.
 
-    Only the header is parsed, which is enough to refuse a file that is not an image; a corrupt file raises
-    `UnreadableImage` naming the file.
+    No `path` is stored: `datasets` drops the bytes of an image whose path resolves to a file from the current
+    directory, so a corpus-relative path would silently empty rows when a user runs from inside the corpus (the
+    row's `sample_id` names the file instead). `root` is accepted for call sites that name it; it is not needed.
+    A corrupt or truncated file raises `UnreadableImage` naming the file.
     """
     data = path.read_bytes()
     check_image_bytes(data, path)
-    return {"bytes": data, "path": path.relative_to(root).as_posix()}
+    return {"bytes": data, "path": None}
+
+
+_JPEG_START, _JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"
+_PNG_START = b"\x89PNG\r\n\x1a\n"
 
 
 def check_image_bytes(data: bytes, path: Path | str) -> None:
+    """Refuse a file that is not a complete image, without decoding well-formed JPEG and PNG files.
+
+    A JPEG must start with SOI and end with EOI, a PNG must end with its IEND chunk: that catches truncated
+    downloads at the cost of a few byte comparisons. Anything else (other formats, trailing padding) is decided by a
+    full decode.
+    """
+    if data.startswith(_JPEG_START) and data.rstrip(b"\x00\r\n ")[-2:] == _JPEG_END:
+        return
+    if data.startswith(_PNG_START) and b"IEND" in data[-12:]:
+        return
     try:
         with PIL.Image.open(io.BytesIO(data)) as im:
+            im.load()
             width, height = im.size
     except Exception as e:  # PIL raises many kinds for a bad file
         raise UnreadableImage(f"unreadable image {path}: {e}") from e
@@ -109,11 +126,12 @@ def check_image_bytes(data: bytes, path: Path | str) -> None:
         raise UnreadableImage(f"unreadable image {path}: empty size {width}x{height}")
 
 
-def encode_image(image: PIL.Image.Image, name: str, quality: int = 95) -> dict[str, Any]:
-    """Pixels we produced ourselves (a crop, a video frame) -> JPEG bytes for an `Image()` feature."""
+def encode_image(image: PIL.Image.Image, name: str | None = None, quality: int = 95) -> dict[str, Any]:
+    """Pixels we produced ourselves (a crop, a video frame) -> JPEG bytes for an `Image()` feature (no path, as in
+    `image_payload`; `name` is accepted for call sites that name the frame)."""
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
-    return {"bytes": buffer.getvalue(), "path": name}
+    (image if image.mode in ("RGB", "L") else image.convert("RGB")).save(buffer, format="JPEG", quality=quality)
+    return {"bytes": buffer.getvalue(), "path": None}
 
 
 def stat_fingerprint(root: Path, paths: Iterable[str]) -> str:

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from seke_hf.corpora import CORPORA, load_corpus  # noqa: E402
-from seke_hf.registration import register  # noqa: E402
-from seke_hf.schema import AUS, EXPRESSIONS, FEATURES  # noqa: E402
+from seke_hf.corpora import CORPORA, load_corpus
+from seke_hf.registration import register
+from seke_hf.schema import AUS, EXPRESSIONS, FEATURES
 
 register()
 

@@ -21,6 +21,7 @@ from typing import Any
 import datasets
 
 from seke_hf.corpora import CORPORA
+from seke_hf.release import column_values
 from seke_hf.schema import FEATURES
 from seke_hf.selection import FEAB, FEID, Manifest, ManifestEntry, SelectionParams, select, sort_manifest
 from seke_hf.sources import find_corpus_dirs, load_source, warn_missing
@@ -142,7 +143,7 @@ def assemble(
                            len(wanted[source]), source)  # fmt: skip
             continue
         whole = datasets.concatenate_datasets(list(corpora[source].values()))
-        position = {sample_id: i for i, sample_id in enumerate(whole["sample_id"])}
+        position = {sample_id: i for i, sample_id in enumerate(column_values(whole, "sample_id"))}
         indices = [position[i] for i in wanted[source] if i in position]
         absent = [i for i in wanted[source] if i not in position]
         if absent:

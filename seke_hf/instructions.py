@@ -20,7 +20,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import datasets
 import PIL.Image
@@ -61,6 +61,7 @@ AU_SUBSET_QUESTION = "Which of these facial action units are active in this face
 """Used instead of QUESTIONS["aus"] when only some AUs are coded (BP4D, Aff-Wild2), so "not listed" means absent."""
 
 Style = Literal["placeholder", "typed"]
+D = TypeVar("D", datasets.Dataset, datasets.DatasetDict)
 
 
 # -- answerable levels and answers ---------------------------------------------------------------------------------
@@ -161,7 +162,7 @@ class ChatBuilder:
 
 
 def to_chat(
-    ds: datasets.Dataset,
+    ds: D,
     *,
     seed: int = 0,
     levels: Sequence[str] = LEVELS,
@@ -169,13 +170,18 @@ def to_chat(
     with_description: bool = True,
     keep_image: bool = False,
     num_proc: int | None = None,
-) -> datasets.Dataset:
+) -> D:
     """Add `messages` and `images` (the face, in a list) to `ds`; rows with nothing answerable are left out.
 
     `style="placeholder"`: string contents with `<image>` in the first user turn (LLaMA-Factory, ms-swift).
     `style="typed"`: TRL's content blocks (`{"type": "image"}` / `{"type": "text", "text": ...}`).
     The label columns stay; the `image` column is dropped unless `keep_image` (it would store every face twice).
     """
+    if isinstance(ds, datasets.DatasetDict):
+        options = {"seed": seed, "levels": levels, "style": style, "with_description": with_description}
+        return datasets.DatasetDict(
+            {split: to_chat(d, **options, keep_image=keep_image, num_proc=num_proc) for split, d in ds.items()}
+        )
     unknown = set(levels) - set(LEVELS)
     if unknown:
         raise ValueError(f"unknown levels {sorted(unknown)}; expected some of {LEVELS}")

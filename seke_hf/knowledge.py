@@ -21,6 +21,7 @@ Sources:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -298,7 +299,8 @@ def _au_valence_checks(valence: float, active: set[str]) -> list[tuple[float, st
 def _expression_name(expression: str | int | None) -> str | None:
     if expression is None:
         return None
-    if isinstance(expression, int):
+    if isinstance(expression, numbers.Integral):  # a ClassLabel index, also from numpy or Arrow
+        expression = int(expression)
         if expression == -1:
             return None
         if not 0 <= expression < len(EXPRESSIONS):

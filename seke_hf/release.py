@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -70,6 +70,11 @@ class AttachReport:
         return "\n".join(lines)
 
 
+def column_values(ds: datasets.Dataset, name: str) -> list[Any]:
+    """One column as a Python list, read in one Arrow call (`ds[name]` in datasets 5 is a row-by-row view)."""
+    return ds.select_columns([name]).with_format("arrow")[:][name].to_pylist()
+
+
 # -- export ------------------------------------------------------------------------------------------------------
 
 
@@ -108,6 +113,7 @@ def attach_images(
     paths: Mapping[str, str | os.PathLike] | None = None,
     configs: Mapping[str, str | None] | None = None,
     on_missing: Literal["drop", "keep", "raise"] = "drop",
+    columns: Sequence[str] | None = None,
     cache_dir: str | None = None,
     return_report: bool = False,
 ) -> D | tuple[D, AttachReport]:
@@ -116,12 +122,20 @@ def attach_images(
     Each source corpus is read through its own builder and config (`configs`, default `sources.DEFAULT_CONFIGS`,
     which FEID/FEAB use), so restored rows are byte-identical to the originals. Ids that cannot be found are
     dropped (`on_missing="drop"`), kept with a null image (`"keep"`) or raise `ImagesNotFound` (`"raise"`); a report
-    naming them is logged either way, and returned with `return_report=True`.
+    naming them is logged either way, and returned with `return_report=True`. `columns` says what to restore:
+    by default `images` (a list with the face) for chat rows (a `messages` column), else `image`.
     """
     if isinstance(ds, datasets.DatasetDict):
         outputs = {
             split: attach_images(
-                d, root, paths=paths, configs=configs, on_missing=on_missing, cache_dir=cache_dir, return_report=True
+                d,
+                root,
+                paths=paths,
+                configs=configs,
+                on_missing=on_missing,
+                columns=columns,
+                cache_dir=cache_dir,
+                return_report=True,
             )
             for split, d in ds.items()
         }
@@ -130,9 +144,15 @@ def attach_images(
         return (result, report) if return_report else result
     if on_missing not in ("drop", "keep", "raise"):
         raise ValueError(f"on_missing must be 'drop', 'keep' or 'raise', not {on_missing!r}")
-    if IMAGE_COLUMN in ds.column_names:
-        raise ValueError(f"the dataset already has an {IMAGE_COLUMN!r} column")
-    ids, sources = ds["sample_id"], ds["source"]
+    if columns is None:
+        columns = (CHAT_IMAGES_COLUMN,) if MESSAGES_COLUMN in ds.column_names else (IMAGE_COLUMN,)
+    unknown = set(columns) - {IMAGE_COLUMN, CHAT_IMAGES_COLUMN}
+    if unknown or not columns:
+        raise ValueError(f"columns must be some of {IMAGE_COLUMN!r}, {CHAT_IMAGES_COLUMN!r}; got {columns!r}")
+    present = [c for c in columns if c in ds.column_names]
+    if present:
+        raise ValueError(f"the dataset already has image column(s) {present}")
+    ids, sources = column_values(ds, "sample_id"), column_values(ds, "source")
     dirs = find_corpus_dirs(root, paths)
     report = AttachReport()
     located: list[tuple[str, str, int] | None] = [None] * len(ids)
@@ -150,7 +170,7 @@ def attach_images(
         position = {
             sample_id: (split, index)
             for split, corpus in corpora[source].items()
-            for index, sample_id in enumerate(corpus["sample_id"])
+            for index, sample_id in enumerate(column_values(corpus, "sample_id"))
         }
         for row in rows:
             hit = position.get(ids[row])
@@ -167,7 +187,7 @@ def attach_images(
         keep = [row for row, hit in enumerate(located) if hit is not None]
         ds, located = ds.select(keep), [located[row] for row in keep]
     images = _gather_images(corpora, located)
-    result = _add_image_columns(ds, images)
+    result = _add_image_columns(ds, images, columns)
     return (result, report) if return_report else result
 
 
@@ -195,19 +215,20 @@ def _gather_images(corpora: Mapping[str, datasets.DatasetDict], located: list[tu
     return values.take(pa.array(order, pa.int64()))
 
 
-def _add_image_columns(ds: datasets.Dataset, images: pa.Array) -> datasets.Dataset:
-    """Add `image` where the unified schema has it, and `images` ([image]) after `messages` for chat rows."""
-    columns: dict[str, pa.Array] = {IMAGE_COLUMN: images}
-    features = {IMAGE_COLUMN: datasets.Image()}
-    if MESSAGES_COLUMN in ds.column_names and CHAT_IMAGES_COLUMN not in ds.column_names:
-        offsets = pa.array(range(len(images) + 1), pa.int32())
-        columns[CHAT_IMAGES_COLUMN] = pa.ListArray.from_arrays(offsets, images, mask=pc.is_null(images))
-        features[CHAT_IMAGES_COLUMN] = datasets.List(datasets.Image())
+def _add_image_columns(ds: datasets.Dataset, images: pa.Array, columns: Sequence[str]) -> datasets.Dataset:
+    """Add `image` where the unified schema has it (after `subject`) and/or `images` ([image]) after `messages`."""
+    arrays: dict[str, pa.Array] = {}
+    features: dict[str, Any] = {}
     order = list(ds.column_names)
-    order.insert(order.index("subject") + 1 if "subject" in order else 1, IMAGE_COLUMN)
+    if IMAGE_COLUMN in columns:
+        arrays[IMAGE_COLUMN], features[IMAGE_COLUMN] = images, datasets.Image()
+        order.insert(order.index("subject") + 1 if "subject" in order else 1, IMAGE_COLUMN)
     if CHAT_IMAGES_COLUMN in columns:
-        order.insert(order.index(MESSAGES_COLUMN) + 1, CHAT_IMAGES_COLUMN)
-    added = _dataset_from_arrays(columns, datasets.Features(features))
+        offsets = pa.array(range(len(images) + 1), pa.int32())
+        arrays[CHAT_IMAGES_COLUMN] = pa.ListArray.from_arrays(offsets, images, mask=pc.is_null(images))
+        features[CHAT_IMAGES_COLUMN] = datasets.List(datasets.Image())
+        order.insert(order.index(MESSAGES_COLUMN) + 1 if MESSAGES_COLUMN in order else len(order), CHAT_IMAGES_COLUMN)
+    added = _dataset_from_arrays(arrays, datasets.Features(features))
     return datasets.concatenate_datasets([ds, added], axis=1).select_columns(order)
 
 
@@ -301,8 +322,8 @@ def merge_annotations(
         return datasets.DatasetDict(
             {split: merge_annotations(d, table, on_unmatched=on_unmatched) for split, d in ds.items()}
         )
-    position = _unique_positions(table["sample_id"])
-    ids = ds["sample_id"]
+    position = _unique_positions(column_values(table, "sample_id"))
+    ids = column_values(ds, "sample_id")
     index = [position.get(sample_id) for sample_id in ids]
     unmatched = [sample_id for sample_id, i in zip(ids, index, strict=True) if i is None]
     if unmatched:

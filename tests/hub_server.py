@@ -158,9 +158,9 @@ class Repo:
 class HubError(Exception):
     """An error answered as the Hub does: status, `X-Error-Code` header and a JSON `error` body."""
 
-    def __init__(self, status: int, message: str, code: str | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None, **extra: Any):
         super().__init__(message)
-        self.status, self.message, self.code = status, message, code
+        self.status, self.message, self.code, self.extra = status, message, code, extra
 
 
 @dataclass
@@ -265,7 +265,7 @@ class HubServer:
                         return handler(request, **{k: v for k, v in match.groupdict().items() if v is not None})
             raise HubError(404, f"no route for {request.method} {request.path}")
         except HubError as e:
-            reply = Reply.json({"error": e.message}, e.status)
+            reply = Reply.json({"error": e.message, **e.extra}, e.status)
             reply.headers["X-Error-Message"] = e.message
             if e.code:
                 reply.headers["X-Error-Code"] = e.code
@@ -312,7 +312,7 @@ class HubServer:
         repo_id = f"{namespace}/{payload['name']}"
         url = f"{self.endpoint}/{PREFIXES[repo_type]}{repo_id}"
         if (repo_type, repo_id) in self.repos:
-            raise HubError(409, "You already created this repo")
+            raise HubError(409, "You already created this repo", url=url)  # the Hub answers with the url too
         repo = Repo(repo_type, repo_id, private=payload.get("visibility", "public") != "public")
         repo.commit("main", "initial commit", {".gitattributes": Blob(DEFAULT_GITATTRIBUTES.encode(), False)})
         self.repos[(repo_type, repo_id)] = repo
@@ -348,7 +348,8 @@ class HubServer:
                 entry = blob.entry(path)
                 sibling.update(size=entry["size"], blobId=entry["oid"])
                 if blob.lfs:
-                    sibling["lfs"] = {"sha256": blob.sha256, "size": len(blob.data), "pointerSize": 134}
+                    lfs = entry["lfs"]
+                    sibling["lfs"] = {"sha256": lfs["oid"], "size": lfs["size"], "pointerSize": lfs["pointerSize"]}
             siblings.append(sibling)
         card = commit.files.get("README.md")
         card_data = _front_matter(card.data.decode()) if card else None
@@ -457,9 +458,10 @@ class HubServer:
             if key == "file":
                 files[path] = Blob(base64.b64decode(value["content"]), False)
             elif key == "lfsFile":
-                if value["oid"] not in repo.lfs:
+                stored = repo.lfs.get(value["oid"])
+                if stored is None or ("size" in value and len(stored) != value["size"]):
                     raise HubError(422, f"LFS object {value['oid']} for {path} was never uploaded")
-                files[path] = Blob(repo.lfs[value["oid"]], True)
+                files[path] = Blob(stored, True)
             elif key == "deletedFile":
                 if files.pop(path, None) is None:
                     raise HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")

@@ -145,7 +145,7 @@ def test_npy_release(npy, cache_dir, caplog):
     assert "1 missing image" in caplog.text and "1 unreadable image" in caplog.text
 
 
-def test_layout_errors_name_what_is_expected(tmp_path, npy):
+def test_layout_errors_name_what_is_expected(tmp_path, npy, cache_dir):
     with pytest.raises(CorpusLayoutError, match="Manually_Annotated_file_lists"):
         load_corpus("affectnet", tmp_path)
     (tmp_path / "Manually_Annotated_file_lists").mkdir()
@@ -156,5 +156,7 @@ def test_layout_errors_name_what_is_expected(tmp_path, npy):
     try:
         with pytest.raises(CorpusLayoutError, match="release="):
             load_corpus("affectnet", both)
+        rows = by_id(load_corpus("affectnet", both, release="npy", cache_dir=cache_dir))
+        assert rows.keys() == expected(npy[1]).keys()
     finally:
         (both / "Manually_Annotated_file_lists").rmdir()

@@ -12,45 +12,12 @@ import time
 
 import datasets
 import pytest
+from annotate_helpers import HIDDEN, hide_one_level, labelled
 
 from seke_hf import SVUAMCAnnotator
 from seke_hf.annotate.cache import RequestCache
-from seke_hf.schema import AUS, EXPRESSIONS, FEATURES, aus_from_active, empty_row
+from seke_hf.schema import AUS, EXPRESSIONS, FEATURES
 from seke_hf.simulate import SimulatedVLLM
-from seke_hf.simulate.noise import PROTOTYPE_AUS, VA_ANCHORS
-from seke_hf.synthetic.faces import draw_face
-
-HIDDEN = ("expression", "valence_arousal", "aus")
-
-
-def labelled(n: int, offset: int = 0) -> datasets.Dataset:
-    """Fully labelled synthetic faces (the simulator's truth)."""
-    rows = []
-    for i in range(offset, offset + n):
-        expression = EXPRESSIONS[i % 8]
-        row = empty_row(f"synth/{i:04d}", "synth", subject=f"S{i % 5}", image=draw_face(i, expression, size=(64, 64)))
-        row["expression"] = EXPRESSIONS.index(expression)
-        row["valence"], row["arousal"] = VA_ANCHORS[expression]
-        row["aus"] = aus_from_active(PROTOTYPE_AUS[expression])
-        row["au_intensity"] = {au: 2 * v for au, v in row["aus"].items()}
-        rows.append(row)
-    return datasets.Dataset.from_list(rows, features=FEATURES)
-
-
-def hide_one_level(full: datasets.Dataset) -> datasets.Dataset:
-    """Row i loses level i % 3, as corpora lack one level or another."""
-
-    def hide(row, i):
-        level = HIDDEN[i % 3]
-        if level == "expression":
-            row["expression"] = -1
-        elif level == "valence_arousal":
-            row["valence"] = row["arousal"] = None
-        else:
-            row["aus"] = dict.fromkeys(AUS, -1)
-        return row
-
-    return full.map(hide, with_indices=True)
 
 
 def annotator(server: SimulatedVLLM, cache_dir, **kwargs) -> SVUAMCAnnotator:
@@ -82,6 +49,7 @@ def server(full):
 def test_fills_each_missing_level_and_never_touches_human_labels(server, full, partial, tmp_path):
     out = annotate(partial, annotator(server, tmp_path))
     assert out.features["expression"] == FEATURES["expression"]  # ClassLabel kept
+    assert out.data.column("image").equals(partial.data.column("image"))  # image bytes untouched, not re-encoded
     assert set(out.column_names) >= {"provenance", "uncertainty", "descriptions", "mc_samples", "requests"}
     assert server.stats()["requests"] == sum(out["requests"])
     correct = {level: 0 for level in HIDDEN}

@@ -7,12 +7,12 @@ import shutil
 
 import datasets
 import pytest
+
+from seke_hf import load_corpus
 from seke_hf.loading_scripts.bp4d import INTENSITY_AUS, read_occurrence
 from seke_hf.loading_scripts.corpus_builder import Skips
 from seke_hf.loading_scripts.folds import BP4D_PARTS, fold_subjects
 from seke_hf.loading_scripts.raw_files import CorpusLayoutError
-
-from seke_hf import load_corpus
 from seke_hf.schema import AUS, au_name
 from seke_hf.synthetic.bp4d import write_bp4d
 
@@ -51,7 +51,7 @@ def test_all_config_reads_every_labelled_frame_with_an_image(tmp_path, cache_dir
 
 def test_folds_and_frame_stride(tmp_path, cache_dir):
     truth = write_bp4d(tmp_path)
-    ds = load_corpus("bp4d", tmp_path, config="fold2", frame_stride=4, cache_dir=cache_dir)
+    ds = datasets.load_dataset("bp4d", "fold2", data_dir=str(tmp_path), frame_stride=4, cache_dir=cache_dir)
     assert set(ds["test"]["subject"]) == {"F003"}  # fold2 tests on part 2
     assert set(ds["train"]["subject"]) == {"F001", "F007"}
     rows = [*ds["train"], *ds["test"]]
@@ -100,3 +100,16 @@ def test_occurrence_columns_follow_the_header(tmp_path):
     ]
     assert list(read_occurrence(named, skips)) == [(10, {"AU12": 1, "AU1": -1})]
     assert skips.counts["unreadable label row"] == 1
+
+
+def test_editing_a_label_file_rebuilds_the_cache(tmp_path, cache_dir):
+    write_bp4d(tmp_path, subjects=("F001",), tasks=("T1",))
+    before = load_corpus("bp4d", tmp_path, split="train", cache_dir=cache_dir)[0]
+    csv = tmp_path / "BP4D" / "AUCoding" / "AU_OCC" / "F001_T1.csv"
+    header, first, *rest = csv.read_text().splitlines()
+    fields = first.split(",")
+    fields[2] = "1" if fields[2] == "0" else "0"  # AU2 of frame 2440
+    csv.write_text("\n".join([header, ",".join(fields), *rest]) + "\n")
+    after = load_corpus("bp4d", tmp_path, split="train", cache_dir=cache_dir)[0]
+    assert after["sample_id"] == before["sample_id"] == "bp4d/F001/T1/2440"
+    assert after["aus"]["AU2"] == int(fields[2]) != before["aus"]["AU2"]

@@ -8,9 +8,10 @@ import shutil
 
 import pytest
 from loading_helpers import NOT_AN_IMAGE, add_litter, cache_file, load, raw_rows, touch_later, warnings_of
+
 from seke_hf.loading_scripts.ckplus import Ckplus, read_split_list
 from seke_hf.loading_scripts.raw_files import CorpusLayoutError
-
+from seke_hf.registration import code_hash
 from seke_hf.schema import AUS, EXPRESSIONS
 from seke_hf.synthetic.ckplus import emotion_text, facs_text, write_ckplus
 
@@ -265,6 +266,7 @@ def test_cache_is_reused_and_follows_labels_and_frames(small_tree, cache_dir):
     root, written = small_tree
     first = load("ckplus", root, cache_dir, config="sequences", split="train")
     arrow, built = cache_file(first), cache_file(first).stat().st_mtime_ns
+    assert code_hash("ckplus") in arrow.parts  # a change to the builder code rebuilds
     fingerprint = Ckplus.raw_fingerprint(root)
     again = load("ckplus", root, cache_dir, config="sequences", split="train")
     assert cache_file(again) == arrow and arrow.stat().st_mtime_ns == built

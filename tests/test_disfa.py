@@ -7,12 +7,12 @@ import sys
 
 import datasets
 import pytest
+
+from seke_hf import load_corpus
 from seke_hf.loading_scripts.disfa import DISFA_AUS, frame_numbering
 from seke_hf.loading_scripts.folds import DISFA_PARTS, fold_subjects
 from seke_hf.loading_scripts.raw_files import CorpusLayoutError
 from seke_hf.loading_scripts.video_frames import UnreadableVideo, iter_frames
-
-from seke_hf import load_corpus
 from seke_hf.schema import AUS, au_name
 from seke_hf.synthetic.disfa import (
     SHORT_LABELS,
@@ -116,16 +116,17 @@ def test_extracted_frames_need_no_pyav(tmp_path, cache_dir, monkeypatch, naming,
     assert sorted(train["sample_id"]) == sorted(truth)
     assert_rows_match(train, truth)
     assert "1 labelled frame without image" in caplog.text
-    paths = train.cast_column("image", datasets.Image(decode=False))["image"]
-    first = "SN001/0.png" if naming == "zero" else "SN001/00001.jpg"
-    assert paths[0]["path"] == first  # the file's own bytes, not re-encoded
+    stored = train.cast_column("image", datasets.Image(decode=False))["image"]
+    first = next(tmp_path.rglob("SN001/0.png" if naming == "zero" else "SN001/00001.jpg"))
+    assert stored[0]["bytes"] == first.read_bytes()  # the file's own bytes, not re-encoded
 
 
 def test_frames_dir_is_used_instead_of_videos_and_numbering_can_be_forced(tmp_path, cache_dir):
     truth = write_disfa(tmp_path, subjects=("SN001",), n_frames=8, extracted="zero", right_camera=False)
     train = load_corpus("disfa", tmp_path, frames_dir="img", split="train", cache_dir=cache_dir)
     assert_rows_match(train, truth)
-    assert train.cast_column("image", datasets.Image(decode=False))[0]["image"]["path"].endswith(".png")
+    stored = train.cast_column("image", datasets.Image(decode=False))[0]["image"]["bytes"]
+    assert stored.startswith(b"\x89PNG")  # the extracted PNG as shipped, not a frame decoded from video
     shifted = load_corpus(
         "disfa", tmp_path, frames_dir="img", frame_numbering="one", split="train", cache_dir=cache_dir
     )
@@ -190,3 +191,14 @@ def test_frame_numbering_detection(tmp_path):
     assert frame_numbering(named("00001.jpg", "00002.jpg")) == "one"  # FG-Net, LibreFace
     assert frame_numbering(named("1.png", "2.png")) == "zero"  # 0-based with frame 0 dropped
     assert frame_numbering(named("0.png"), "one") == "one"
+
+
+def test_editing_a_label_file_rebuilds_the_cache(tmp_path, cache_dir):
+    write_disfa(tmp_path, subjects=("SN001",), n_frames=4, right_camera=False)
+    before = load_corpus("disfa", tmp_path, split="train", cache_dir=cache_dir)
+    assert [row["au_intensity"]["AU12"] for row in before] != [5, 5, 5, 5]
+    (tmp_path / "DISFA" / "ActionUnit_Labels" / "SN001" / "SN001_au12.txt").write_text("1,5\n2,5\n3,5\n4,5\n")
+    after = load_corpus("disfa", tmp_path, split="train", cache_dir=cache_dir)
+    assert after["sample_id"] == before["sample_id"]
+    assert [row["au_intensity"]["AU12"] for row in after] == [5, 5, 5, 5]
+    assert [row["aus"]["AU12"] for row in after] == [1, 1, 1, 1]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import itertools
+import json
 import logging
 import random
 from collections import Counter
@@ -11,8 +14,11 @@ import pytest
 
 import seke_hf
 from seke_hf import feid, selection
+from seke_hf.cli import build as build_cli
+from seke_hf.release import attach_images
 from seke_hf.schema import AUS, EXPRESSIONS, aus_from_active
 from seke_hf.selection import FEAB, FEID, ManifestEntry, SelectionParams
+from seke_hf.simulate import SimulatedVLLM, truth_from_dataset
 from seke_hf.synthetic.corpora import write_corpora
 
 # -- metadata tables ----------------------------------------------------------------------------------------------
@@ -134,7 +140,7 @@ def test_au_selection_takes_rare_combinations_first_and_spaces_frames():
             frames.setdefault(r["subject"], []).append(r["frame"])
     for taken in frames.values():
         taken.sort()
-        assert all(b - a >= 10 for a, b in zip(taken, taken[1:], strict=False))
+        assert all(b - a >= 10 for a, b in itertools.pairwise(taken))
     # A maximal spaced packing: never more than 12 frames per 120-frame video, never fewer than half of that.
     assert all(6 <= len(taken) <= 12 for taken in frames.values()) and sum(map(len, frames.values())) == len(picked)
 
@@ -255,3 +261,53 @@ def test_partial_root_builds_what_it_has_with_a_warning(tmp_path, caplog):
     assert "2 of 6 corpora" in caplog.text and "AffectNet, DISFA, BP4D, Aff-Wild2" in caplog.text
     with pytest.raises(FileNotFoundError, match="no corpus folder"):
         datasets.load_dataset("feid", data_dir=str(tmp_path / "partial" / "CK+" / "Emotion"), split="train")
+
+
+# -- seke-hf build ---------------------------------------------------------------------------------------------------
+
+
+def _build_cli(argv):
+    """`seke-hf build ...` through the subcommand's own parser (the same `run` the entry point calls)."""
+    parser = argparse.ArgumentParser(prog="seke-hf")
+    build_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["build", *argv])
+    return args.func(args)
+
+
+def test_build_cli_end_to_end_with_a_simulated_model(corpora_root, tmp_path, capsys):
+    splits, _ = feid.build(corpora_root, params=SelectionParams.from_dict(SMALL))
+    truth = truth_from_dataset(datasets.concatenate_datasets(list(splits.values())))
+    out = tmp_path / "build"
+    with SimulatedVLLM(truth=truth) as server:
+        common = ["--corpora-root", str(corpora_root), "--base-url", server.base_url, "--limit", "12",
+                  "--max-samples", "6", "--no-progress", "--selection", json.dumps(SMALL)]  # fmt: skip
+        assert _build_cli([*common, "--out", str(out)]) == 0
+        requests = server.stats()["requests"]
+        # The same build again, as an annotations-only release: every answer comes from the request cache.
+        assert _build_cli([*common, "--out", str(tmp_path / "again"), "--release", "annotations"]) == 0
+        assert server.stats()["requests"] == requests
+    printed = capsys.readouterr().out
+    assert "FEID: 12 rows" in printed and "FEAB: 12 rows" in printed and "estimated cost $" in printed
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["usage"]["requests"] > 0 and summary["usage"]["tokens"]["prompt"] > 0
+    assert set(summary["datasets"]["feid"]["per_source"]) == set(seke_hf.CORPORA)  # --limit spreads over sources
+    manifest = feid.read_manifest(out / "manifest.csv")
+    feid_rows = datasets.load_from_disk(str(out / "arrow" / "feid"))["train"]
+    feab_rows = datasets.load_from_disk(str(out / "arrow" / "feab"))["test"]
+    assert sorted(feid_rows["sample_id"]) == sorted(e.sample_id for e in manifest if e.split == FEID)
+    assert {"messages", "images", "provenance", "status"} <= set(feid_rows.column_names)
+    assert {"image", "provenance", "status"} <= set(feab_rows.column_names) and "messages" not in feab_rows.column_names
+    hub = datasets.load_dataset(str(out / "hub" / "feid"), "all", split="train")
+    assert sorted(hub["sample_id"]) == sorted(feid_rows["sample_id"])
+    assert hub.features["images"] == feid_rows.features["images"]
+    published = datasets.load_dataset(str(tmp_path / "again" / "hub" / "feab"), "all", split="test")
+    assert "image" not in published.column_names and sorted(published["sample_id"]) == sorted(feab_rows["sample_id"])
+    # ... and a user with the corpora gets the full rows back from it (the same image bytes; saving embeds the
+    # images and keeps only the file name as their `path`, so paths are not compared).
+    restored = attach_images(published, corpora_root)
+    by_id = {row["sample_id"]: row for row in restored.cast_column("image", datasets.Image(decode=False))}
+    for row in feab_rows.cast_column("image", datasets.Image(decode=False)):
+        again = by_id[row["sample_id"]]
+        assert again["image"]["bytes"] == row["image"]["bytes"]
+        assert {k: v for k, v in again.items() if k != "image"} == {k: row[k] for k in again if k != "image"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from seke_hf.knowledge import (
@@ -64,6 +65,8 @@ def test_consistent_label_sets_pass():
     assert consistency("sadness", -0.6, -0.3, {"AU1": 1, "AU4": 1, "AU15": 1, "AU12": 0}).score == 1.0
     assert consistency("anger", -0.5, 0.7, ["AU4", "AU5", "AU7", "AU23"]).score == 1.0
     assert consistency(EXPRESSIONS.index("fear"), -0.5, 0.6).score == 1.0
+    assert consistency(np.int64(4), np.float32(0.5), None).score == 1.0  # values as they come out of Arrow/numpy
+    assert consistency(np.int64(4), np.float32(-0.5), None).score < 0.5
 
 
 def test_partial_label_sets_check_only_what_is_there():

@@ -87,6 +87,9 @@ EXPRESSION_CASES = [
     ("<answer>I cannot determine the emotion</answer>", REFUSAL),
     # missing punctuation is not a problem (one peer scorer crashes on it)
     ("the face looks sad to me", "sadness"),
+    # a reasoning model's deliberation is not the answer
+    ("<think>Fear or surprise? The mouth is open... surprise.</think>\nSurprise", "surprise"),
+    ("<think>It might be anger, or disgust", UNPARSEABLE),  # cut off while thinking
 ]
 
 
@@ -134,6 +137,8 @@ AU_CASES = [
     ("AU12C and AU6B are visible", ["AU6", "AU12"]),
     ("AU1+2+4", ["AU1", "AU2", "AU4"]),
     ("AUs 6 and 12", ["AU6", "AU12"]),
+    ("<answer>6, 12</answer>", ["AU6", "AU12"]),
+    ('["AU25", "AU26"]', ["AU25", "AU26"]),
     ("Action Unit 17 is active.", ["AU17"]),
     # negations
     ("AU6 and AU12 are present; AU4 is absent.", ["AU6", "AU12"]),
@@ -143,6 +148,14 @@ AU_CASES = [
     ("The smile involves AU12 without AU6.", ["AU12"]),
     ("AU4 is absent.", []),
     ("AU1: 0, AU2: 0, AU12: 1", ["AU12"]),
+    (
+        "| AU | Name | Present |\n|---|---|---|\n| AU4 | Brow Lowerer | Absent |\n| AU12 | Lip Corner Puller | Yes |",
+        ["AU12"],
+    ),
+    ("| AU4 | brows drawn together, lowered | no |\n| AU6 | cheeks raised | ✓ |", ["AU6"]),
+    ("AU6 (cheek raiser): 1\nAU4 (brow lowerer): 0", ["AU6"]),
+    ("AU12 | ✗", []),
+    ("AU12: 0.8", ["AU12"]),  # a score, not the value 0
     ("- AU4 (Brow Lowerer): not present\n- AU12 (Lip Corner Puller): present", ["AU12"]),
     ("AU6 - yes\nAU7 - no", ["AU6"]),
     ("Present: AU6, AU12\nAbsent: AU1, AU4", ["AU6", "AU12"]),

@@ -285,13 +285,14 @@ def test_server_error_and_timeout(server, client, faces):
     server.inject("server_error")
     with pytest.raises(openai.InternalServerError):
         client.chat.completions.create(model="m", messages=ask("Label.", data_url(faces[0])))
-    server.set_faults(timeout_delay=3.0)
+    server.set_faults(timeout_delay=1.0)
     try:
         server.inject("timeout")
         with pytest.raises(openai.APITimeoutError):
-            client.with_options(timeout=0.3).chat.completions.create(
+            client.with_options(timeout=0.2).chat.completions.create(
                 model="m", messages=ask("Label.", data_url(faces[0]))
             )
+        _wait_idle(server)  # the late answer is still being served after the client gave up
     finally:
         server.set_faults(timeout_delay=30.0)
     assert server.stats()["faults"] == {"server_error": 1, "timeout": 1}
@@ -343,7 +344,15 @@ def _http(url: str, payload: dict | None = None) -> tuple[int, dict]:
 
 
 # ---------------------------------------------------------------------- concurrency
+def _wait_idle(server: SimulatedVLLM, patience: float = 30.0) -> None:
+    deadline = time.monotonic() + patience
+    while server.stats()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.stats()["in_flight"] == 0
+
+
 def test_64_concurrent_async_requests(server, faces):
+    _wait_idle(server)
     server.reset_stats()
     urls = [data_url(faces[i]) for i in range(64)]
 

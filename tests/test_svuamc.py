@@ -12,6 +12,7 @@ from seke_hf.knowledge import consistency
 from seke_hf.schema import AUS
 
 CONFIG = SVUAMCConfig()
+LENIENT = SVUAMCConfig(max_uncertainty={EXPRESSION: 1.0})  # never rejects for disagreement alone
 ALL = (EXPRESSION, VALENCE_AROUSAL, ACTION_UNITS)
 
 
@@ -104,11 +105,11 @@ def test_verification_settles_only_among_candidates():
     agg = svuamc.aggregate(samples, (EXPRESSION,), CONFIG)
     contest = svuamc.contest(agg, CONFIG)
     assert set(contest.expressions) == {"fear", "surprise"} and not contest.aus
-    decision = svuamc.decide(samples, agg, CONFIG, verdict=Sample("surprise"), contested=contest)
+    decision = svuamc.decide(samples, agg, LENIENT, verdict=Sample("surprise"), contested=contest)
     assert decision.status == "accepted"
     result = decision.levels[EXPRESSION]
     assert result.value == "surprise" and result.verified and result.description == "raised brows"
-    outside = svuamc.decide(samples, agg, CONFIG, verdict=Sample("anger"), contested=contest)
+    outside = svuamc.decide(samples, agg, LENIENT, verdict=Sample("anger"), contested=contest)
     assert outside.levels[EXPRESSION].value == "fear"  # the majority (tie -> label order) stands
     assert not svuamc.contest(agg, SVUAMCConfig(verify=False))
 
@@ -124,18 +125,37 @@ def test_contested_aus_take_the_verdict_and_keep_their_uncertainty():
     assert decision.levels[ACTION_UNITS].uncertainty == pytest.approx(1 / len(AUS))
 
 
-def test_knowledge_picks_the_consistent_candidate_and_rejects_contradictions():
+def test_knowledge_picks_the_consistent_candidate_and_rejects_contested_contradictions():
     human = {"aus": {"AU6": 1, "AU12": 1, "AU4": 0, "AU15": 0}}
     samples = [Sample("happiness")] * 7 + [Sample("sadness")] * 9
-    agg = svuamc.aggregate(samples, (EXPRESSION,), CONFIG)
-    contest = svuamc.contest(agg, CONFIG)
-    decision = svuamc.decide(samples, agg, CONFIG, contested=contest, human=human, consistency=consistency)
+    agg = svuamc.aggregate(samples, (EXPRESSION,), LENIENT)
+    contest = svuamc.contest(agg, LENIENT)
+    decision = svuamc.decide(samples, agg, LENIENT, contested=contest, human=human, consistency=consistency)
     assert decision.status == "accepted" and decision.levels[EXPRESSION].value == "happiness"
+    assert decision.levels[EXPRESSION].verified
 
-    sure = [Sample("sadness")] * 16
+    # Contested and contradicting the human AUs whatever the candidate: rejected, with the reason.
+    angry = {"aus": {"AU4": 1, "AU5": 1, "AU7": 1, "AU23": 1, "AU12": 0, "AU14": 0}}
+    samples = [Sample("happiness")] * 9 + [Sample("contempt")] * 7
+    agg = svuamc.aggregate(samples, (EXPRESSION,), LENIENT)
+    contest = svuamc.contest(agg, LENIENT)
+    rejected = svuamc.decide(samples, agg, LENIENT, contested=contest, human=angry, consistency=consistency)
+    assert rejected.status == "rejected" and "inconsistent" in rejected.reason and "undecided" in rejected.reason
+    assert not rejected.levels
+
+
+def test_a_decided_answer_contradicting_knowledge_is_kept_unless_asked_otherwise():
+    human = {"aus": {"AU6": 1, "AU12": 1, "AU4": 0, "AU15": 0}}
+    sure = [Sample("sadness")] * 4
     agg = svuamc.aggregate(sure, (EXPRESSION,), CONFIG)
-    rejected = svuamc.decide(sure, agg, CONFIG, human=human, consistency=consistency)
-    assert rejected.status == "rejected" and "inconsistent" in rejected.reason and not rejected.levels
+    kept = svuamc.decide(sure, agg, CONFIG, human=human, consistency=consistency)
+    assert kept.status == "accepted" and "kept despite knowledge issues" in kept.reason
+    strict = SVUAMCConfig(reject_inconsistent="always")
+    assert svuamc.decide(sure, agg, strict, human=human, consistency=consistency).status == "rejected"
+    # Human labels alone are never held against the example.
+    assert svuamc.decide([], svuamc.aggregate([], (), CONFIG), CONFIG, human=human, consistency=consistency).status == (
+        "accepted"
+    )
 
 
 def test_a_level_left_too_uncertain_rejects_the_example():
@@ -144,8 +164,7 @@ def test_a_level_left_too_uncertain_rejects_the_example():
     agg = svuamc.aggregate(samples, (EXPRESSION,), CONFIG)
     decision = svuamc.decide(samples, agg, CONFIG)
     assert decision.status == "rejected" and "expression uncertain" in decision.reason
-    lenient = SVUAMCConfig(max_uncertainty={EXPRESSION: 1.0})
-    assert svuamc.decide(samples, agg, lenient).status == "accepted"
+    assert svuamc.decide(samples, agg, LENIENT).status == "accepted"
 
 
 def test_no_valid_answer_rejects():

@@ -128,7 +128,9 @@ class SVUAMCAnnotator:
         image_column: str = "image",
         round_samples: int | None = None,
         va_tolerance: float = 0.08,
+        au_confidence: float | None = 0.8,
         consistency_threshold: float = 0.5,
+        reject_inconsistent: str = "undecided",
         max_uncertainty: Mapping[str, float] | None = None,
         seed: int = 0,
         timeout: float = 60.0,
@@ -153,7 +155,9 @@ class SVUAMCAnnotator:
             confidence=confidence,
             va_tolerance=va_tolerance,
             verify=verify,
+            au_confidence=au_confidence,
             consistency_threshold=consistency_threshold,
+            reject_inconsistent=reject_inconsistent,
             max_uncertainty=dict(sorted({**defaults, **(max_uncertainty or {})}.items())),
         )
         self.system_prompt = prompts.system_prompt(knowledge)
@@ -238,6 +242,7 @@ class SVUAMCAnnotator:
                 f"no image column {self.image_column!r} in the dataset (columns: {sorted(batch)}); "
                 "pass image_column=... to SVUAMCAnnotator"
             )
+        batch = _read_columns(batch, (self.image_column, "expression", "valence", "arousal", "aus"))
         rows = [self._read_row(batch, i) for i in range(len(batch[self.image_column]))]
         results = self._run(self._annotate_all(rows))
         backend = self.backend
@@ -442,6 +447,22 @@ _OUTPUT_FEATURES = {
     "status": datasets.Value("string"),
     "status_reason": datasets.Value("string"),
 }
+
+
+def _read_columns(batch: Mapping[str, Sequence[Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    """The columns the annotator reads, taken from the Arrow data where `datasets` hands over a lazy batch.
+
+    Reading `batch["image"]` would decode every image, and `map` would then write the decoded images back,
+    re-encoded as PNG: the raw `{"bytes", "path"}` cells leave the image column byte-for-byte untouched.
+    """
+    table = getattr(batch, "pa_table", None)
+    pending = getattr(batch, "keys_to_format", ())
+    columns = {}
+    for name in names:
+        if name in batch:
+            raw = table is not None and name in pending
+            columns[name] = table.column(name).to_pylist() if raw else list(batch[name])
+    return columns
 
 
 def _cell(batch: Mapping[str, Sequence[Any]], column: str, i: int) -> Any:

@@ -43,16 +43,22 @@ class SVUAMCConfig:
     max_samples: int = 16
     round_samples: int | None = None  # choices per extra round; None: min_samples
     confidence: float = 0.95
+    au_confidence: float | None = 0.8  # per-AU stopping confidence (17 AUs must all be decided); None: `confidence`
     va_tolerance: float = 0.08
     verify: bool = True
     consistency_threshold: float = 0.5
+    reject_inconsistent: str = "undecided"  # or "always", "expression" (when it was generated), "never"
     max_uncertainty: Mapping[str, float] = field(
-        default_factory=lambda: {EXPRESSION: 0.7, VALENCE_AROUSAL: 0.6, ACTION_UNITS: 1.0}
+        default_factory=lambda: {EXPRESSION: 0.4, VALENCE_AROUSAL: 0.6, ACTION_UNITS: 1.0}
     )
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_samples <= self.max_samples:
             raise ValueError(f"need 1 <= min_samples <= max_samples, got {self.min_samples}, {self.max_samples}")
+        if self.reject_inconsistent not in ("always", "undecided", "expression", "never"):
+            raise ValueError(
+                f"reject_inconsistent must be always, undecided or never, got {self.reject_inconsistent!r}"
+            )
         if not 0.5 < self.confidence < 1:
             raise ValueError(f"confidence must be in (0.5, 1), got {self.confidence}")
 
@@ -194,7 +200,7 @@ def aggregate(samples: Sequence[Sample | None], levels: Iterable[str], config: S
         len(samples),
         expression_vote((s.expression for s in valid), config.confidence) if EXPRESSION in levels else None,
         va_vote(((s.valence, s.arousal) for s in valid), config.va_tolerance) if VALENCE_AROUSAL in levels else None,
-        au_vote((s.aus for s in valid), config.confidence) if ACTION_UNITS in levels else None,
+        au_vote((s.aus for s in valid), config.au_confidence or config.confidence) if ACTION_UNITS in levels else None,
     )
 
 
@@ -235,7 +241,8 @@ class LevelResult:
     value: Any  # expression name | (valence, arousal) | frozenset of active AUs
     uncertainty: float
     description: str | None
-    verified: bool = False
+    verified: bool = False  # settled by the verification request or by knowledge
+    decided: bool = True  # decided by sampling alone (the stopping rule was met)
 
 
 @dataclass(frozen=True)
@@ -278,12 +285,13 @@ def decide(
         if label is None:
             missing.append(EXPRESSION)
         else:
-            results[EXPRESSION] = LevelResult(label, vote.uncertainty, None, verified)
+            results[EXPRESSION] = LevelResult(label, vote.uncertainty, None, verified, vote.decided)
     if agg.va is not None:
         if agg.va.valence is None:
             missing.append(VALENCE_AROUSAL)
         else:
-            results[VALENCE_AROUSAL] = LevelResult((agg.va.valence, agg.va.arousal), agg.va.uncertainty, None)
+            va = agg.va
+            results[VALENCE_AROUSAL] = LevelResult((va.valence, va.arousal), va.uncertainty, None, False, va.decided)
     if agg.aus is not None:
         if agg.aus.votes == 0:
             missing.append(ACTION_UNITS)
@@ -293,7 +301,7 @@ def decide(
                 for au in contested.aus:
                     (active.add if au in verdict.aus else active.discard)(au)
                 verified = True
-            results[ACTION_UNITS] = LevelResult(frozenset(active), agg.aus.uncertainty, None, verified)
+            results[ACTION_UNITS] = LevelResult(frozenset(active), agg.aus.uncertainty, None, verified, agg.aus.decided)
     if missing:
         return Decision("rejected", f"no valid answer for {', '.join(missing)} in {agg.samples} samples", {})
 
@@ -305,17 +313,27 @@ def decide(
             # Knowledge decides between candidates the samples could not separate.
             best = max(expression_candidates, key=lambda e: consistency(**{**labels, "expression": e}).score)
             if best != results[EXPRESSION].value:
-                results[EXPRESSION] = LevelResult(best, results[EXPRESSION].uncertainty, None, True)
+                results[EXPRESSION] = LevelResult(best, results[EXPRESSION].uncertainty, None, True, False)
                 labels = _merged(human, results)
                 check = consistency(**labels)
+        issues = "; ".join(check.issues)
         if check.score < config.consistency_threshold:
-            issues = "; ".join(check.issues) or "labels contradict each other"
-            return Decision("rejected", f"inconsistent with emotion knowledge (score {check.score:.2f}): {issues}", {})
-        if check.issues:
-            reason = "; ".join(check.issues)
+            undecided = [level for level, r in results.items() if not r.decided]
+            if config.reject_inconsistent == "expression":
+                undecided = undecided or [EXPRESSION] * (EXPRESSION in results)
+            if config.reject_inconsistent == "always" or (config.reject_inconsistent != "never" and undecided):
+                why = f" and {', '.join(undecided)} undecided by sampling" if undecided else ""
+                return Decision(
+                    "rejected",
+                    f"inconsistent with emotion knowledge (score {check.score:.2f}){why}: {issues or 'contradiction'}",
+                    {},
+                )
+            reason = f"kept despite knowledge issues (score {check.score:.2f}; decided by sampling): {issues}"
+        elif issues:
+            reason = issues
     for level, result in results.items():
         limit = config.max_uncertainty.get(level, 1.0)
-        if result.uncertainty > limit and not result.verified:
+        if result.uncertainty > limit:
             return Decision(
                 "rejected", f"{level} uncertain after {agg.samples} samples: {result.uncertainty:.2f} > {limit}", {}
             )

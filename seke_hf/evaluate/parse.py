@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from seke_hf.knowledge import ACTION_UNITS
 from seke_hf.schema import AUS, EXPRESSIONS
 
 OK = "ok"
@@ -194,11 +195,33 @@ _POSTFIX_GAP = re.compile(
     re.IGNORECASE,
 )
 _VALUE_AFTER = re.compile(
-    r"^[\s)\]]*[:=\-\u2014]\s*"
-    r"(?P<value>0|1|no|yes|false|true|none|absent|inactive|not present|not active|present|active|n|y)\b",
+    r"^[\s)\]]*[:=\-\u2014|]\s*"
+    r"(?P<value>not present|not active|no|yes|false|true|none|absent|inactive|present|active|[01ny]|[\u2713\u2714\u2705"
+    r"\u2717\u2718\u274c])(?!\w|\.\d)",
     re.IGNORECASE,
 )
-_NEGATIVE_VALUES = {"0", "no", "false", "none", "absent", "inactive", "not present", "not active", "n"}
+_POSITIVE_VALUES = {"1", "yes", "true", "present", "active", "y", "\u2713", "\u2714", "\u2705"}
+_NEGATIVE_VALUES = {"0", "no", "false", "none", "absent", "inactive", "not present", "not active", "n", "\u2717",
+                    "\u2718", "\u274c"}  # fmt: skip
+_TABLE_ROW = re.compile(r"^\s*\|(.+)\|\s*$")
+"""A Markdown table row ("| AU4 | Brow Lowerer | Absent |"): its last cell, if a truth value, rules the row."""
+
+
+def _truth_value(value: Any) -> bool | None:
+    """True/False for a presence value (1, "yes", "present", "\u2713", ...), None for anything else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = re.sub(r"\s+", " ", value.strip().strip("*_").lower())
+        if word in _POSITIVE_VALUES:
+            return True
+        if word in _NEGATIVE_VALUES:
+            return False
+    return None
+
+
 _LIST_GAP = re.compile(r"^(?:[\s,/&+()\[\]]|\b(?:and|or|nor|as well as|plus)\b)*$", re.IGNORECASE)
 _PREFIX_REACH_WORDS = 5
 """How many words may sit between a prefix cue and the mention it negates ("no clear sign of any AU4")."""
@@ -243,6 +266,15 @@ def _read_prose(text: str, find: Callable[[str], list[_Mention]]) -> _Reading:
         if not line.strip():
             negative_section = negative_section and section_items == 0  # a blank line closes a non-empty section
             continue
+        row = _TABLE_ROW.match(line)
+        if row:
+            *cells, last = (cell.strip() for cell in row.group(1).split("|"))
+            truth = _truth_value(last)
+            if truth is not None:
+                labels = {mention.label for cell in cells for mention in find(cell)}
+                (reading.asserted if truth and not negative_section else reading.negated).update(labels)
+                section_items += len(labels)
+                continue
         for clause in _CLAUSE_SPLIT.split(line):
             if _REFUSAL.search(clause):
                 reading.refused = True
@@ -455,6 +487,8 @@ _AU_CODE = re.compile(
     re.IGNORECASE,
 )
 _AU_NUMBER = re.compile(r"(\d{1,2})[A-E]?", re.IGNORECASE)
+_NUMBER_LIST = re.compile(r"\s*\d{1,2}(?:\s*(?:[,;/+]|\band\b)\s*\d{1,2})*\s*\.?\s*", re.IGNORECASE)
+"""A whole answer of bare AU numbers ("6, 12"): unambiguous in the AU answer slot."""
 _NO_AUS = re.compile(
     r"^\s*(?:none|no|\[\s*\]|n/a)\s*\.?\s*$|\b(?:no|none of the)\s+(?:\w+\s+)?(?:action\s+units?|aus?)\b"
     r"(?!\s*[-_#]?\s*\d)",
@@ -467,19 +501,9 @@ _EXCEPTION = re.compile(r"[^.;\n]*\b(?:except|other than|apart from|besides|save
 
 
 @lru_cache(maxsize=1)
-def _au_name_pattern() -> tuple[dict[str, str], re.Pattern[str] | None]:
-    """FACS names from `seke_hf.knowledge` ("lip corner puller" -> AU12); codes only if the glossary is absent."""
-    try:
-        from seke_hf.knowledge import ACTION_UNITS
-    except ImportError:
-        return {}, None
-    names: dict[str, str] = {}
-    for au, entry in ACTION_UNITS.items():
-        name = entry.get("facs_name") if isinstance(entry, Mapping) else getattr(entry, "facs_name", None)
-        if name:
-            names[re.sub(r"\s+", " ", str(name).strip().lower())] = au
-    if not names:
-        return {}, None
+def _au_name_pattern() -> tuple[dict[str, str], re.Pattern[str]]:
+    """FACS names from the glossary of `seke_hf.knowledge` ("lip corner puller" -> AU12), hyphens optional."""
+    names = {au.facs_name.lower(): au.name for au in ACTION_UNITS.values()}
     alternatives = "|".join(
         r"[\s\-]+".join(re.escape(word) for word in name.split()) for name in sorted(names, key=len, reverse=True)
     )
@@ -493,9 +517,8 @@ def _find_aus(clause: str) -> list[_Mention]:
         for number in numbers:
             mentions.append(_Mention(m.start(), m.end(), f"AU{int(number)}"))
     names, pattern = _au_name_pattern()
-    if pattern is not None:
-        for m in pattern.finditer(clause):
-            mentions.append(_Mention(m.start(), m.end(), names[re.sub(r"[\s\-]+", " ", m.group(0).lower())]))
+    for m in pattern.finditer(clause):
+        mentions.append(_Mention(m.start(), m.end(), names[re.sub(r"[\s\-]+", " ", m.group(0).lower())]))
     mentions.sort(key=lambda mention: (mention.start, mention.end))
     return mentions
 
@@ -536,20 +559,6 @@ def _au_item(item: Any) -> str | None:
     return labels.pop() if len(labels) == 1 else None
 
 
-def _truth_value(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in ("1", "yes", "true", "present", "active"):
-            return True
-        if word in ("0", "no", "false", "absent", "inactive", "not present"):
-            return False
-    return None
-
-
 def _aus_from_json(obj: Mapping[str, Any]) -> ParsedAnswer:
     found, value = _json_get(obj, ("action_units", "aus", "active_aus", "active_action_units", "answer"))
     if not found:
@@ -582,6 +591,8 @@ def _aus_from_slot(slot: str) -> ParsedAnswer:
         return _unparseable(str(e))
     if obj is not None:
         return _aus_from_json(obj)
+    if _NUMBER_LIST.fullmatch(slot):
+        return _ok(aus=_au_set(f"AU{int(n)}" for n in re.findall(r"\d+", slot)))
     if slot.strip().startswith("[") and slot.strip().endswith("]"):
         try:
             return _aus_from_json({"action_units": json.loads(slot)})
@@ -598,10 +609,14 @@ def parse_aus(text: str | None) -> ParsedAnswer:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+_THINK = re.compile(r"<think(?:ing)?>.*?(?:</think(?:ing)?>|$)", re.IGNORECASE | re.DOTALL)
+"""A reasoning model's deliberation: never the answer (an unclosed block is a reply cut off while thinking)."""
+
+
 def _parse_slots(text: str | None, parse_slot: Callable[[str], ParsedAnswer]) -> ParsedAnswer:
     if text is None or not str(text).strip():
         return _unparseable("empty answer")
-    text = str(text)
+    text = _THINK.sub(" ", str(text))
     slots = _answer_slots(text)
     if slots is None:
         return parse_slot(text)

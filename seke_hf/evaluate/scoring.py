@@ -18,7 +18,8 @@ elsewhere (JSONL, one object per line)::
 A raw `answer` is read by the strict parser (the current parser is always the judge, so old prediction files are
 re-read when it improves). Without `answer`, the label fields are read through the same parser's JSON path, so
 "joy" still means happiness and an out-of-range valence is unparseable, exactly as if the model had written them. A
-record without `task` may carry fields of several tasks. `"error": "..."` marks a request that failed.
+record without `task` may carry fields of several tasks. Without an answer, `"refusal": "..."` marks a refusal the
+server reported (OpenAI's `message.refusal`) and `"error": "..."` a request that failed.
 
 Every labelled reference is scored: a reference with no prediction counts as `missing` (wrong, like an unparseable
 answer), so a partial run cannot look better than it is. Predictions for unknown sample ids are counted and ignored.
@@ -28,6 +29,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import numbers
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -69,11 +72,16 @@ def reference_rows(references: Any) -> list[dict[str, Any]]:
         keep = [c for c in REFERENCE_COLUMNS if c in column_names]
         if "sample_id" not in keep:
             raise ValueError(f"references have no 'sample_id' column (columns: {', '.join(column_names)})")
-        return list(references.select_columns(keep))
-    rows = [dict(row) for row in references]
+        rows = list(references.select_columns(keep))
+    else:
+        rows = [dict(row) for row in references]
+    seen: set[str] = set()
     for i, row in enumerate(rows):
         if "sample_id" not in row:
             raise ValueError(f"reference row {i} has no 'sample_id'")
+        if row["sample_id"] in seen:
+            raise ValueError(f"reference row {i}: sample_id {row['sample_id']!r} appears twice")
+        seen.add(row["sample_id"])
     return rows
 
 
@@ -87,13 +95,13 @@ def reference_labels(row: Mapping[str, Any], task: str, include_generated: bool 
         value = row.get("expression")
         if value is None or value == NOT_ANNOTATED:
             return None
-        name = EXPRESSIONS[value] if isinstance(value, int) else str(value)
+        name = EXPRESSIONS[int(value)] if isinstance(value, numbers.Integral) else str(value)
         if name not in EXPRESSIONS:
             raise ValueError(f"reference {row.get('sample_id')!r} has unknown expression {value!r}")
         return {"expression": name}
     if task == "valence_arousal":
         valence, arousal = row.get("valence"), row.get("arousal")
-        if valence is None or arousal is None:
+        if valence is None or arousal is None or math.isnan(valence) or math.isnan(arousal):
             return None
         return {"valence": float(valence), "arousal": float(arousal)}
     aus = row.get("aus") or {}
@@ -145,7 +153,9 @@ def write_predictions(records: Iterable[Mapping[str, Any]], path: str | os.PathL
 
 def read_prediction(record: Mapping[str, Any], task: str) -> ParsedAnswer:
     """One record's answer to `task`, through the strict parser (see the module docstring)."""
-    if record.get("error") and record.get("answer") is None:
+    if record.get("answer") is None and "refusal" in record:
+        return ParsedAnswer(REFUSAL, reason=str(record["refusal"] or "a reply without content (a refusal)"))
+    if record.get("answer") is None and record.get("error"):
         return ParsedAnswer(ERROR, reason=str(record["error"]))
     if "answer" in record:
         return parse_answer(task, record["answer"])

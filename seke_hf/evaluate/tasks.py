@@ -6,7 +6,8 @@ must find the AUs in the face). The answer slot is forced in one of two ways:
   expression is an enum of EXPRESSIONS, the AUs an array of names from AUS;
 - `tag`: the model may think aloud but must put its answer in `<answer>...</answer>`, read by the strict parser;
   for servers that reject `response_format`.
-Either way the reply goes through the same parser (`parse.py`), so a malformed structured reply is caught too.
+Either way the reply goes through the same strict parser (`parse.parse_answer`), so a malformed structured reply
+is caught too.
 
 The prompts name only their own task's vocabulary (no AU names in the expression question, no expression names in
 the AU question), so a question never hints at another task's answer. Changing a prompt changes `PROMPT_VERSION`,
@@ -15,13 +16,11 @@ which is recorded with every prediction and report.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from seke_hf.evaluate.parse import ParsedAnswer, parse_aus, parse_expression, parse_valence_arousal
-from seke_hf.schema import AUS, EXPRESSIONS
+from seke_hf.schema import AUS, EXPRESSIONS, LEVELS
 
 PROMPT_VERSION = "feab-eval-1"
 
@@ -43,7 +42,6 @@ class Task:
     json_instruction: str
     tag_instruction: str
     schema: dict[str, Any]
-    parse: Callable[[str | None], ParsedAnswer]
 
     def messages(self, image_url: str, answer_format: str) -> list[dict[str, Any]]:
         """System prompt first and the image last, so providers' prompt caching covers the static part."""
@@ -87,7 +85,6 @@ def _tasks() -> dict[str, Task]:
             tag_instruction="You may reason briefly first. Then give only the name, in this form: "
             "<answer>expression name</answer>",
             schema=_object({"expression": {"type": "string", "enum": list(EXPRESSIONS)}}),
-            parse=parse_expression,
         ),
         "valence_arousal": Task(
             name="valence_arousal",
@@ -98,7 +95,6 @@ def _tasks() -> dict[str, Task]:
             tag_instruction="You may reason briefly first. Then give both numbers in this form: "
             "<answer>valence: V, arousal: A</answer>",
             schema=_object({"valence": {"type": "number"}, "arousal": {"type": "number"}}),
-            parse=parse_valence_arousal,
         ),
         "aus": Task(
             name="aus",
@@ -108,13 +104,12 @@ def _tasks() -> dict[str, Task]:
             tag_instruction="You may reason briefly first. Then list only the active ones in this form: "
             "<answer>AU codes separated by commas, or none</answer>",
             schema=_object({"action_units": {"type": "array", "items": {"type": "string", "enum": list(AUS)}}}),
-            parse=parse_aus,
         ),
     }
 
 
-TASK_NAMES: tuple[str, ...] = ("expression", "valence_arousal", "aus")
-"""The three FEAB tasks; their names are the label levels of `seke_hf.schema.LEVELS`."""
+TASK_NAMES: tuple[str, ...] = LEVELS
+"""The three FEAB tasks, named after the label levels they score."""
 
 
 def get_task(name: str) -> Task:

@@ -69,17 +69,16 @@ def render_card(
     *,
     kind: str,
     mode: str,
+    default_config: str,
     build_info: Mapping[str, Any] | None = None,
     repo_id: str | None = None,
 ) -> DatasetCard:
-    """The README.md of a release. `configs["all"]` gives the statistics; `layouts` the files and split sizes."""
-    from seke_hf.publish.layout import DEFAULT_CONFIG
-
-    whole = configs[DEFAULT_CONFIG]
-    sources = _sources(whole)
-    corpora = _corpora(sources)
+    """The README.md of a release. `configs[default_config]` gives the statistics; `layouts` the files and sizes."""
+    whole = configs[default_config]
+    corpora = _corpora(_sources(whole))
     has_images = any(image_columns(ds.features) for dd in configs.values() for ds in dd.values())
-    data = card_metadata(layouts, kind=kind, mode=mode, corpora=corpora, total=sum(map(len, whole.values())))
+    data = card_metadata(layouts, kind=kind, mode=mode, corpora=corpora, total=sum(map(len, whole.values())),
+                         default_config=default_config)  # fmt: skip
     context = card_context(whole, layouts, kind=kind, build_info=build_info)
     return DatasetCard.from_template(
         data,
@@ -88,17 +87,15 @@ def render_card(
         mode=mode,
         has_images=has_images,
         repo_id=repo_id or f"your-org/{kind}",
-        default_config=DEFAULT_CONFIG,
+        default_config=default_config,
         paper=corpora_metadata()["paper"],
         corpora=corpora,
         **context,
     )
 
 
-def render_license(configs: Mapping[str, datasets.DatasetDict], *, kind: str) -> str:
-    from seke_hf.publish.layout import DEFAULT_CONFIG
-
-    whole = configs[DEFAULT_CONFIG]
+def render_license(configs: Mapping[str, datasets.DatasetDict], *, kind: str, default_config: str) -> str:
+    whole = configs[default_config]
     has_images = any(image_columns(ds.features) for dd in configs.values() for ds in dd.values())
     template = jinja2.Template(cards_text(LICENSE_TEMPLATE), keep_trailing_newline=True)
     return template.render(
@@ -110,11 +107,15 @@ def render_license(configs: Mapping[str, datasets.DatasetDict], *, kind: str) ->
 
 
 def card_metadata(
-    layouts: Mapping[str, ConfigLayout], *, kind: str, mode: str, corpora: list[dict[str, Any]], total: int
+    layouts: Mapping[str, ConfigLayout],
+    *,
+    kind: str,
+    mode: str,
+    corpora: list[dict[str, Any]],
+    total: int,
+    default_config: str,
 ) -> DatasetCardData:
     """The YAML header: what the Hub indexes and `load_dataset` reads (configs, dataset_info), plus gating."""
-    from seke_hf.publish.layout import DEFAULT_CONFIG
-
     names = ", ".join(c["short_name"] for c in corpora)
     licences = {f"I hold a licence for {c['short_name']} and accept its terms": "checkbox" for c in corpora}
     data = DatasetCardData(
@@ -145,7 +146,7 @@ def card_metadata(
         {
             name: {
                 "data_files": [{"split": split, "path": paths} for split, paths in layout.data_files.items()],
-                **({"default": True} if name == DEFAULT_CONFIG else {}),
+                **({"default": True} if name == default_config else {}),
             }
             for name, layout in layouts.items()
         }
@@ -372,24 +373,25 @@ def _effort(tables: Mapping[str, pa.Table]) -> dict[str, Any] | None:
     }
 
 
-def _safe_items(info: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """Items fit for a public card: no credential-like key, no token-like value."""
-    return [
-        (str(k), v)
-        for k, v in info.items()
-        if not SECRET_KEY.search(str(k)) and not (isinstance(v, str) and SECRET_VALUE.match(v))
-    ]
+def public_build_info(info: Any) -> Any:
+    """`build_info` fit for a public repo: credential-like keys and token-like values removed, at any depth."""
+    if isinstance(info, Mapping):
+        return {str(k): public_build_info(v) for k, v in info.items()
+                if not SECRET_KEY.search(str(k)) and not (isinstance(v, str) and SECRET_VALUE.match(v))}  # fmt: skip
+    if isinstance(info, (list, tuple)):
+        return [public_build_info(v) for v in info if not (isinstance(v, str) and SECRET_VALUE.match(v))]
+    return info
 
 
 def _build(build_info: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not build_info:
         return None
-    info = dict(_safe_items(build_info))
+    info = public_build_info(build_info)
     settings = info.pop("svuamc", None) or info.pop("settings", None) or {}
     cost = info.pop("estimated_cost", info.pop("cost", None))
     build = {
         "model": info.pop("model", None),
-        "settings": [(k, _short(v)) for k, v in _safe_items(settings)] if isinstance(settings, Mapping) else [],
+        "settings": [(k, _short(v)) for k, v in settings.items()] if isinstance(settings, Mapping) else [],
         "requests": info.pop("requests", None),
         "tokens": _total(info.pop("tokens", None)),
         "cost": f"${cost:,.2f}" if isinstance(cost, (int, float)) else cost,

@@ -31,6 +31,7 @@ from datasets.table import embed_table_storage
 from datasets.utils.py_utils import convert_file_size_to_int
 
 from seke_hf.corpora import CORPORA
+from seke_hf.publish.card import public_build_info, render_card, render_license
 from seke_hf.release import export_annotations, image_columns
 
 logger = logging.getLogger("seke_hf.publish")
@@ -80,8 +81,6 @@ def build_repo(
     `"all"` config, one is made of the others. `repo_id` only fills the card's code examples. An existing release
     in `out_dir` is replaced; any other non-empty folder is refused rather than overwritten.
     """
-    from seke_hf.publish.card import render_card, render_license
-
     if kind not in DEFAULT_SPLIT:
         raise ValueError(f"kind must be 'feid' or 'feab', not {kind!r}")
     if mode not in ("full", "annotations"):
@@ -102,11 +101,12 @@ def build_repo(
         layouts[DEFAULT_CONFIG] = _write_config(out, DEFAULT_CONFIG, configs[DEFAULT_CONFIG], max_bytes)
     layouts = {name: layouts[name] for name in _config_order(layouts)}
 
-    card = render_card(configs, layouts, kind=kind, mode=mode, build_info=build_info, repo_id=repo_id)
+    card = render_card(configs, layouts, kind=kind, mode=mode, default_config=DEFAULT_CONFIG,
+                       build_info=build_info, repo_id=repo_id)  # fmt: skip
     card.save(out / "README.md")
-    (out / "LICENSE").write_text(render_license(configs, kind=kind), encoding="utf-8")
-    release = {"kind": kind, "mode": mode, "configs": list(layouts), "build_info": dict(build_info or {})}
-    (out / RELEASE_FILE).write_text(json.dumps(release, indent=2, sort_keys=True, default=str) + "\n", "utf-8")
+    (out / "LICENSE").write_text(render_license(configs, kind=kind, default_config=DEFAULT_CONFIG), "utf-8")
+    release = {"kind": kind, "mode": mode, "configs": list(layouts), "build_info": public_build_info(build_info or {})}
+    (out / RELEASE_FILE).write_text(json.dumps(release, indent=2, default=str) + "\n", "utf-8")
     logger.info("wrote %s release (%s) with configs %s to %s", kind.upper(), mode, ", ".join(layouts), out)
     return out
 

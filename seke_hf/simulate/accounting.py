@@ -13,6 +13,7 @@ A dry run is only useful if it tells what the real run would cost, so usage foll
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -44,8 +45,16 @@ CACHE_INCREMENT = 128
 _TOKEN = re.compile(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]")
 
 
-def text_tokens(text: str) -> list[str]:
-    """Approximate BPE tokens of `text` (about 4 characters of English per token, like cl100k/o200k)."""
+_LONG_WORD = re.compile(r"[A-Za-z]{7,}")
+_LONG_NUMBER = re.compile(r"\d{4,}")
+
+
+@functools.lru_cache(maxsize=4096)
+def text_tokens(text: str) -> tuple[str, ...]:
+    """Approximate BPE tokens of `text` (about 4 characters of English per token, like cl100k/o200k).
+
+    Cached: system prompts and instructions repeat across requests.
+    """
     tokens: list[str] = []
     for piece in _TOKEN.findall(text):
         if piece.isdigit():
@@ -54,11 +63,17 @@ def text_tokens(text: str) -> list[str]:
             tokens.extend(piece[i : i + 4] for i in range(0, len(piece), 4))
         else:
             tokens.append(piece)
-    return tokens
+    return tuple(tokens)
 
 
 def count_text_tokens(text: str | None) -> int:
-    return len(text_tokens(text)) if text else 0
+    """`len(text_tokens(text))`, without building the tokens (for completions, which never repeat)."""
+    if not text:
+        return 0
+    count = len(_TOKEN.findall(text))
+    count += sum((len(word) - 1) // 4 for word in _LONG_WORD.findall(text))
+    count += sum((len(number) - 1) // 3 for number in _LONG_NUMBER.findall(text))
+    return count
 
 
 def image_tokens(width: int, height: int, detail: str = "auto") -> int:
@@ -90,7 +105,7 @@ def prompt_units(
     pending = iter(images)
     units: list[str] = []
     if schema is not None:
-        units.extend(text_tokens(json.dumps(schema, sort_keys=True)))
+        units.extend(text_tokens(json.dumps(schema, sort_keys=True)))  # the schema is a cached prefix too
     for message in messages:
         units.append(f"<|{message.get('role')}|>")
         units.extend(["<|m|>"] * (TOKENS_PER_MESSAGE - 1))
@@ -106,12 +121,22 @@ def prompt_units(
 
 
 def _image_units(data: bytes, detail: str) -> list[str]:
-    digest = hashlib.sha1(data).hexdigest()[:12]
-    try:
-        count = image_tokens(*image_size(data), detail)
-    except Exception:  # an unreadable image is reported by the model, not here
-        count = IMAGE_BASE_TOKENS
-    return [f"<|img:{digest}:{i}|>" for i in range(count)]
+    digest = hashlib.sha1(data).hexdigest()[:16]
+    units = _IMAGE_UNITS.get((digest, detail))
+    if units is None:
+        try:
+            count = image_tokens(*image_size(data), detail)
+        except Exception:  # an unreadable image is reported by the model, not here
+            count = IMAGE_BASE_TOKENS
+        units = [f"<|img:{digest}:{i}|>" for i in range(count)]
+        if len(_IMAGE_UNITS) > 2048:
+            _IMAGE_UNITS.clear()
+        _IMAGE_UNITS[(digest, detail)] = units
+    return units
+
+
+_IMAGE_UNITS: dict[tuple[str, str], list[str]] = {}
+"""Units of recently seen images: Monte Carlo rounds and retries resend the same image."""
 
 
 class PromptCache:
@@ -126,10 +151,10 @@ class PromptCache:
         """How many leading tokens of this prompt were cached; then remembers its prefixes."""
         boundaries: list[tuple[int, bytes]] = []
         digest = hashlib.blake2b(digest_size=16)
-        for i, unit in enumerate(units, 1):
-            digest.update(unit.encode() + b"\x00")
-            if i >= CACHE_MIN_TOKENS and i % CACHE_INCREMENT == 0:
-                boundaries.append((i, digest.copy().digest()))
+        for end in range(CACHE_INCREMENT, len(units) + 1, CACHE_INCREMENT):  # one update per 128-token block
+            digest.update("\x00".join(units[end - CACHE_INCREMENT : end]).encode() + b"\x01")
+            if end >= CACHE_MIN_TOKENS:
+                boundaries.append((end, digest.copy().digest()))
         hit = 0
         with self._lock:
             for length, key in boundaries:
@@ -152,9 +177,11 @@ class Accounting:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.in_flight = 0
         self.reset()
 
     def reset(self) -> None:
+        """Zero the counters; `in_flight` is a gauge of requests being served and survives a reset."""
         with self._lock:
             self.requests = 0
             self.completions = 0
@@ -166,8 +193,7 @@ class Accounting:
             self.errors: Counter[int] = Counter()
             self.unknown_images = 0
             self.images: dict[str, dict[str, int]] = {}
-            self.in_flight = 0
-            self.peak_in_flight = 0
+            self.peak_in_flight = self.in_flight
 
     def begin(self) -> None:
         with self._lock:

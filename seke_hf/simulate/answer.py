@@ -9,47 +9,50 @@ reply always validates against the schema.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from seke_hf.knowledge import ACTION_UNITS
 from seke_hf.schema import AUS
 from seke_hf.simulate.noise import Sample
 from seke_hf.simulate.request import AU_LIST_NAMES, EXPRESSION_NAMES, AnswerSpec, resolve_ref, safe_au
 
-AU_NAMES: dict[str, str] = {
-    "AU1": "inner brow raiser",
-    "AU2": "outer brow raiser",
-    "AU4": "brow lowerer",
-    "AU5": "upper lid raiser",
-    "AU6": "cheek raiser",
-    "AU7": "lid tightener",
-    "AU9": "nose wrinkler",
-    "AU10": "upper lip raiser",
-    "AU12": "lip corner puller",
-    "AU14": "dimpler",
-    "AU15": "lip corner depressor",
-    "AU17": "chin raiser",
-    "AU20": "lip stretcher",
-    "AU23": "lip tightener",
-    "AU24": "lip pressor",
-    "AU25": "lips part",
-    "AU26": "jaw drop",
-}
-"""FACS names of the 17 AUs (Ekman, Friesen & Hager 2002). TODO: take these from `seke_hf.knowledge`."""
-
 REFUSAL = "I'm sorry, but I can't help with identifying the emotions of people in images."
 
 
-def describe(sample: Sample) -> str:
-    """A short free-text description consistent with the sample's labels."""
+def describe(sample: Sample, level: str | None = None) -> str:
+    """A short free-text description consistent with the sample's labels (of one level, or of all three)."""
     mood = "pleasant" if sample.valence > 0.15 else "unpleasant" if sample.valence < -0.15 else "neutral"
     energy = "aroused" if sample.arousal > 0.15 else "calm" if sample.arousal < -0.15 else "moderately calm"
     if sample.action_units:
-        cues = ", ".join(f"{AU_NAMES[au]} ({au})" for au in sample.action_units)
-        seen = f"The face shows {cues}"
+        cues = "The face shows " + ", ".join(
+            f"{ACTION_UNITS[au].facs_name.lower()} ({au})" for au in sample.action_units
+        )
     else:
-        seen = "The face shows no clear facial action"
-    return f"{seen}, which reads as {sample.expression}; the state looks {mood} and {energy}."
+        cues = "The face shows no clear facial action"
+    if level == "aus":
+        return f"{cues}."
+    if level == "valence_arousal":
+        return (
+            f"The person seems in a {mood}, {energy} state (valence {sample.valence:.2f}, "
+            f"arousal {sample.arousal:.2f})."
+        )
+    if level == "expression":
+        return f"{cues}, which reads as {sample.expression}."
+    return f"{cues}, which reads as {sample.expression}; the state looks {mood} and {energy}."
+
+
+def description_level(name: str) -> str | None:
+    """Which level a free-text property describes, from its name (`au_description` -> "aus"), or None for all."""
+    lowered = name.lower()
+    if re.search(r"(^|_)(aus?|action_units?|facs)(_|$)", lowered):
+        return "aus"
+    if re.search(r"valence|arousal|(^|_)va(_|$)|affect", lowered):
+        return "valence_arousal"
+    if re.search(r"expression|emotion", lowered):
+        return "expression"
+    return None
 
 
 def render(sample: Sample, spec: AnswerSpec) -> str:
@@ -103,14 +106,18 @@ def _fill(schema: Any, root: Mapping[str, Any], sample: Sample, spec: AnswerSpec
         props = schema.get("properties") or {}
         if lowered in AU_LIST_NAMES:
             return {key: _au_value(sample, key, prop, root) for key, prop in props.items()}
+        if _TEXT_CONTAINER.search(lowered):  # {"descriptions": {"expression": "...", "aus": "..."}}
+            return {key: _text(prop, root, sample, spec, key) for key, prop in props.items()}
         return {key: _fill(prop, root, sample, spec, key) for key, prop in props.items()}
-    if safe_au(name) in AUS and name.upper().startswith("AU"):
+    if name[:2].upper() == "AU" and safe_au(name) in AUS:
         return _au_value(sample, name, schema, root)
     if kind == "array":
         items = resolve_ref(schema.get("items", {}), root)
         if lowered in AU_LIST_NAMES or lowered in EXPRESSION_NAMES:
             if lowered in EXPRESSION_NAMES:
                 values = [_expression(sample, spec, items)]
+            elif items.get("type") == "object" or "properties" in items:  # [{"au": "AU12", "present": true}]
+                values = [_au_object(sample, au, spec, items, root) for au in sample.action_units]
             else:
                 values = [_au_spelling(au, spec, items) for au in sample.action_units]
             max_items = schema.get("maxItems")
@@ -121,7 +128,7 @@ def _fill(schema: Any, root: Mapping[str, Any], sample: Sample, spec: AnswerSpec
             return _expression(sample, spec, schema)
         if "enum" in schema:
             return schema["enum"][0]
-        return describe(sample)
+        return describe(sample, description_level(name))
     if kind in ("number", "integer"):
         if lowered in ("valence", "arousal"):
             value = getattr(sample, lowered)
@@ -138,6 +145,18 @@ def _fill(schema: Any, root: Mapping[str, Any], sample: Sample, spec: AnswerSpec
     return describe(sample)
 
 
+_TEXT_CONTAINER = re.compile(r"descr|reason|explan|rational|justif")
+
+
+def _text(schema: Any, root: Mapping[str, Any], sample: Sample, spec: AnswerSpec, name: str) -> Any:
+    """A field of a description object: free text about the level its key names."""
+    resolved = resolve_ref(schema, root)
+    kind = resolved.get("type", "string")
+    if "string" in (kind if isinstance(kind, list) else [kind]) and "enum" not in resolved:
+        return describe(sample, description_level(name))
+    return _fill(schema, root, sample, spec, name)
+
+
 def _expression(sample: Sample, spec: AnswerSpec, schema: Mapping[str, Any]) -> str:
     if spec.expressions and sample.expression in spec.expressions:
         return spec.expressions[sample.expression]
@@ -146,6 +165,26 @@ def _expression(sample: Sample, spec: AnswerSpec, schema: Mapping[str, Any]) -> 
 
 def _au_spelling(au: str, spec: AnswerSpec, items: Mapping[str, Any]) -> str:
     return spec.aus[au] if spec.aus and au in spec.aus else au
+
+
+def _au_object(sample: Sample, au: str, spec: AnswerSpec, items: Mapping[str, Any], root: Mapping[str, Any]) -> dict:
+    """One active AU as an object: its name in the name-like field, "present" in the others."""
+    obj = {}
+    for key, prop in (items.get("properties") or {}).items():
+        prop = resolve_ref(prop, root)
+        kind = prop.get("type", "string")
+        kind = next((k for k in kind if k != "null"), "string") if isinstance(kind, list) else kind
+        enum = prop.get("enum")
+        if kind == "string" and ((enum and any(safe_au(v) in AUS for v in enum)) or key.lower() in _AU_NAME_KEYS):
+            obj[key] = _au_spelling(au, spec, prop)
+        elif kind == "string":
+            obj[key] = enum[0] if enum else f"{ACTION_UNITS[au].facs_name.lower()} ({au})"
+        else:
+            obj[key] = _au_value(sample, au, prop, root)
+    return obj
+
+
+_AU_NAME_KEYS = frozenset({"au", "name", "id", "code", "action_unit", "unit"})
 
 
 def _au_value(sample: Sample, key: str, schema: Any, root: Mapping[str, Any]) -> Any:

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from seke_hf.knowledge import CIRCUMPLEX, PROTOTYPES
 from seke_hf.schema import AUS, EXPRESSIONS
 
 CONFUSIONS: dict[str, dict[str, float]] = {
@@ -58,32 +59,16 @@ CONFUSIONS: dict[str, dict[str, float]] = {
 commonly reported for FER (RAF-DB/AffectNet confusion matrices): fear/surprise, disgust/anger, and low-intensity
 expressions read as neutral."""
 
-VA_ANCHORS: dict[str, tuple[float, float]] = {
-    "neutral": (0.0, 0.0),
-    "anger": (-0.55, 0.65),
-    "disgust": (-0.65, 0.35),
-    "fear": (-0.6, 0.7),
-    "happiness": (0.8, 0.45),
-    "sadness": (-0.7, -0.35),
-    "surprise": (0.15, 0.8),
-    "contempt": (-0.45, 0.2),
-    "other": (0.0, 0.1),
-}
-"""Approximate (valence, arousal) of each expression on Russell's circumplex, used to fill a missing truth and to
-pull a wrong belief. TODO: take these from `seke_hf.knowledge` once it exists."""
+VA_ANCHORS: dict[str, tuple[float, float]] = {**CIRCUMPLEX, "other": CIRCUMPLEX["neutral"]}
+"""(valence, arousal) of each expression on the circumplex (`seke_hf.knowledge.CIRCUMPLEX`; "other" sits at the
+centre), used to fill a missing truth and to pull a wrong belief."""
 
 PROTOTYPE_AUS: dict[str, tuple[str, ...]] = {
-    "neutral": (),
-    "anger": ("AU4", "AU5", "AU7", "AU23"),
-    "disgust": ("AU9", "AU15", "AU17"),
-    "fear": ("AU1", "AU2", "AU4", "AU5", "AU20", "AU26"),
-    "happiness": ("AU6", "AU12", "AU25"),
-    "sadness": ("AU1", "AU4", "AU15"),
-    "surprise": ("AU1", "AU2", "AU5", "AU26"),
-    "contempt": ("AU14",),
-    "other": (),
+    expression: tuple(au for au in AUS if au in PROTOTYPES.get(expression, (frozenset(),))[0])
+    for expression in EXPRESSIONS
 }
-"""EMFACS-style prototype AUs per expression (coarse; Friesen & Ekman 1983), as drawn by `seke_hf.synthetic`."""
+"""The first (fullest common) EMFACS prototype of each expression (`seke_hf.knowledge.PROTOTYPES`); none for
+"other"."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +167,19 @@ class NoiseModel:
     """Top share of the flat belief an unknown image gets."""
     floor: float = field(default=1e-4, repr=False)
     """Probability mass every expression keeps, so an enum restricted to unlikely candidates still has an answer."""
+
+    def __post_init__(self) -> None:
+        """A single number for a rate means the same rate at every difficulty; every rate must be in [0, 1]."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _RATE_FIELDS:
+                pair = (float(value), float(value)) if isinstance(value, (int, float)) else tuple(map(float, value))
+                if len(pair) != 2:
+                    raise ValueError(f"{f.name} must be a rate or an (easy, hard) pair of rates, got {value!r}")
+                object.__setattr__(self, f.name, pair)
+                value = pair
+            if f.name in _RATE_FIELDS | _SHARE_FIELDS and not all(0.0 <= v <= 1.0 for v in np.atleast_1d(value)):
+                raise ValueError(f"{f.name} must be in [0, 1], got {value!r}")
 
     @classmethod
     def field_names(cls) -> set[str]:
@@ -290,6 +288,10 @@ class NoiseModel:
         )
         confidence = float(weights.max() / weights.sum())
         return Sample(expression, round(valence, 2), round(arousal, 2), active, round(confidence, 2))
+
+
+_RATE_FIELDS = frozenset({"expression_error", "vote_split", "va_bias", "va_noise", "au_miss", "au_false", "au_split"})
+_SHARE_FIELDS = frozenset({"truth_share", "belief_pull", "prior_gain", "unknown_confidence", "floor"})
 
 
 def truth_seed(*parts: object) -> int:

@@ -223,14 +223,16 @@ def _answer_spec(response_format: Any, text: str, user_text: str, structured_out
             "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
             param="messages",
         )
-    instructions = _without_priors(user_text) + "\n" + text
-    levels = tuple(level for level in LEVELS if _LEVEL_WORDS[level].search(instructions)) or LEVELS
-    expressions = _mentioned_expressions(instructions)
+    # The system prompt is static (it may list every level and label); the user message says what this request wants.
+    asked = _without_priors(user_text)
+    levels = tuple(level for level in LEVELS if _LEVEL_WORDS[level].search(asked))
+    levels = levels or tuple(level for level in LEVELS if _LEVEL_WORDS[level].search(text)) or LEVELS
+    aus = {name: name for name in sorted({au_name(n) for n in _AU.findall(asked)} & set(AUS), key=AUS.index)}
     answer_tag = None
     template = _ANSWER_TEMPLATE.search(text)
     if kind == "text" and (template or re.search(r"<answer>", text, re.I)):
-        answer_tag = _tag_level(template.group(1) if template else "", instructions)
-    return AnswerSpec(kind, None, expressions, None, levels, answer_tag)
+        answer_tag = _tag_level(template.group(1) if template else "", asked or text)
+    return AnswerSpec(kind, None, _mentioned_expressions(asked), aus or None, levels, answer_tag)
 
 
 def _without_priors(text: str) -> str:
@@ -249,6 +251,8 @@ def _mentioned_expressions(text: str) -> dict[str, str] | None:
 
 def _tag_level(template: str, instructions: str) -> str:
     """What an `<answer>` tag holds: the template's own words decide, else the level the prompt names most."""
+    if any(re.search(rf"\b{e}\b", template, re.I) for e in EXPRESSIONS if e != "other"):
+        return "expression"  # an example answer such as <answer>happiness</answer>
     for source in (template, instructions):
         counts = {level: len(pattern.findall(source)) for level, pattern in _LEVEL_WORDS.items()}
         if any(counts.values()):
@@ -268,8 +272,10 @@ def _enum_candidates(schema: Mapping[str, Any]) -> tuple[dict[str, str] | None, 
                 if not expressions:
                     raise RequestError(f"The enum of {name!r} names no known expression.", param="response_format")
         elif lowered in AU_LIST_NAMES:
-            items = resolve_ref(prop, schema).get("items")
-            enum = _enum_of(items, schema) if isinstance(items, Mapping) else None
+            items = resolve_ref(resolve_ref(prop, schema).get("items"), schema)
+            enum = _enum_of(items, schema)
+            for item_prop in (items.get("properties") or {}).values():  # [{"au": enum, ...}]
+                enum = enum or _enum_of(item_prop, schema)
             if enum is not None:
                 aus = {safe_au(v): str(v) for v in enum if safe_au(v) in AUS}
     return expressions, aus

@@ -61,20 +61,17 @@ def write_ckplus(
     expression and split. `unlabelled` extra sequences get FACS codes but no emotion file (the first one an empty
     `Emotion/` folder), as 266 of the real 593 do.
     """
-    base = root / "CK+"
+    writer = _SequenceWriter(root / "CK+", np.random.default_rng(seed), seed, frames, size, colour_every, landmarks)
     listed = read_split_list()
     wanted = sorted(listed) if sequences is None else [s.replace("_", "/") for s in sequences]
-    rng = np.random.default_rng(seed)
     written = {}
     for i, key in enumerate(wanted):
-        split, expression = listed.get(key, (None, _pick_expression(rng)))
-        written[key] = _write_sequence(
-            base, key, expression, split, rng, seed, frames, size, i, colour_every, landmarks
-        )
+        split, expression = listed[key] if key in listed else (None, _pick_expression(writer.rng))
+        written[key] = writer.write(key, expression, split, i)
     for n, key in enumerate(_unlabelled_keys(wanted or ["S005/000"], unlabelled)):
-        written[key] = _write_sequence(base, key, None, None, rng, seed, frames, size, n, colour_every, landmarks)
+        written[key] = writer.write(key, None, None, n)
         if n == 0:
-            (base / "Emotion" / key).mkdir(parents=True, exist_ok=True)  # the real tree has empty Emotion folders
+            (writer.base / "Emotion" / key).mkdir(parents=True, exist_ok=True)  # the real tree has empty folders
     return written
 
 
@@ -97,38 +94,37 @@ def facs_text(codes: dict[int, int]) -> str:
     return "".join(f"   {au:.7e}   {intensity:.7e}\n" for au, intensity in codes.items())
 
 
-def _write_sequence(
-    base: Path,
-    key: str,
-    expression: str | None,
-    split: str | None,
-    rng: np.random.Generator,
-    seed: int,
-    n_frames: int,
-    size: tuple[int, int],
-    index: int,
-    colour_every: int,
-    landmarks: bool,
-) -> WrittenSequence:
-    subject, sequence = key.split("/")
-    stems = tuple(f"{subject}_{sequence}_{n:08d}" for n in range(1, n_frames + 1))
-    facs = _facs_codes(expression or _pick_expression(rng), rng)
-    colour = colour_every > 0 and index % colour_every == 0
-    active = [f"AU{au}" for au in facs if is_known_au(f"AU{au}")]
-    image_dir = base / "cohn-kanade-images" / subject / sequence
-    image_dir.mkdir(parents=True, exist_ok=True)
-    for n, stem in enumerate(stems, start=1):
-        at_peak = n == n_frames
-        pixels = face_bytes(
-            seed_of("ckplus", seed, stem), fmt="PNG", aus=active if at_peak else (), size=size, grey=not colour
-        )
-        (image_dir / f"{stem}.png").write_bytes(pixels)
-        if landmarks:
-            _write(base / "Landmarks" / subject / sequence / f"{stem}_landmarks.txt", _landmarks_text(rng, size))
-    _write(base / "FACS" / subject / sequence / f"{stems[-1]}_facs.txt", facs_text(facs))
-    if expression is not None:
-        _write(base / "Emotion" / subject / sequence / f"{stems[-1]}_emotion.txt", emotion_text(_CODE_OF[expression]))
-    return WrittenSequence(subject, sequence, stems, expression, facs, split, colour)
+@dataclass
+class _SequenceWriter:
+    base: Path
+    rng: np.random.Generator
+    seed: int
+    frames: int
+    size: tuple[int, int]
+    colour_every: int
+    landmarks: bool
+
+    def write(self, key: str, expression: str | None, split: str | None, index: int) -> WrittenSequence:
+        """Frames (neutral, then the peak showing the FACS-coded AUs), FACS and emotion files at the peak."""
+        subject, sequence = key.split("/")
+        stems = tuple(f"{subject}_{sequence}_{n:08d}" for n in range(1, self.frames + 1))
+        facs = _facs_codes(expression or _pick_expression(self.rng), self.rng)
+        colour = self.colour_every > 0 and index % self.colour_every == 0
+        active = [f"AU{au}" for au in facs if is_known_au(f"AU{au}")]
+        image_dir = self.base / "cohn-kanade-images" / subject / sequence
+        image_dir.mkdir(parents=True, exist_ok=True)
+        for stem in stems:
+            aus = active if stem == stems[-1] else ()
+            pixels = face_bytes(seed_of("ckplus", self.seed, stem), fmt="PNG", aus=aus, size=self.size, grey=not colour)
+            (image_dir / f"{stem}.png").write_bytes(pixels)
+            if self.landmarks:
+                landmarks = _landmarks_text(self.rng, self.size)
+                _write(self.base / "Landmarks" / subject / sequence / f"{stem}_landmarks.txt", landmarks)
+        _write(self.base / "FACS" / subject / sequence / f"{stems[-1]}_facs.txt", facs_text(facs))
+        if expression is not None:
+            emotion = emotion_text(_CODE_OF[expression])
+            _write(self.base / "Emotion" / subject / sequence / f"{stems[-1]}_emotion.txt", emotion)
+        return WrittenSequence(subject, sequence, stems, expression, facs, split, colour)
 
 
 def _pick_expression(rng: np.random.Generator) -> str:

@@ -147,6 +147,11 @@ def read_frame_number(image: PIL.Image.Image) -> int:
     return number
 
 
+def stamp_height(width: int) -> int:
+    """Rows at the top of a frame `width` pixels wide that the frame-number stamp occupies."""
+    return 2 * _cell_size(width)
+
+
 def _cell_size(width: int) -> int:
     return 8 * max(1, width // 128)
 

@@ -53,7 +53,9 @@ def draw_face(
     for side in (-1, 1):
         x = cx + side * ex
         d.ellipse([x - er, ey - eye_open, x + er, ey + eye_open], fill=(30, 30, 30))
-        d.line([x - side * er * 2, brow_y - brow_tilt, x + side * er * 2, brow_y + brow_tilt], fill=(50, 35, 25), width=2)
+        d.line(
+            [x - side * er * 2, brow_y - brow_tilt, x + side * er * 2, brow_y + brow_tilt], fill=(50, 35, 25), width=2
+        )
     if "AU9" in active:
         d.line([cx - er, cy - er, cx + er, cy - er], fill=(90, 60, 50), width=1)
     my, mw = cy + ry * 0.45, rx * (0.75 if "AU20" in active else 0.55)
@@ -62,8 +64,13 @@ def draw_face(
     if opening:
         d.ellipse([cx - mw * 0.6, my - opening, cx + mw * 0.6, my + opening], fill=(90, 20, 20))
     bend = er * 2 + abs(curve)
-    d.arc([cx - mw, my - bend, cx + mw, my + bend], 20 if curve >= 0 else 200,
-          160 if curve >= 0 else 340, fill=(120, 30, 30), width=2)
+    d.arc(
+        [cx - mw, my - bend, cx + mw, my + bend],
+        20 if curve >= 0 else 200,
+        160 if curve >= 0 else 340,
+        fill=(120, 30, 30),
+        width=2,
+    )
     if "AU14" in active:
         d.line([cx + mw, my, cx + mw + er, my - er], fill=(120, 30, 30), width=2)
     return img.convert("L") if grey else img

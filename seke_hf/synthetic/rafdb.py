@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seke_hf.synthetic.faces import face_bytes, seed_of
 from seke_hf.loading_scripts.rafdb import RAFDB_EXPRESSIONS
+from seke_hf.synthetic.faces import face_bytes, seed_of
 
 _CODE_OF = {name: code for code, name in RAFDB_EXPRESSIONS.items()}
 

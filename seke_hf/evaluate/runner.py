@@ -1,0 +1,295 @@
+"""Asking a vision LLM the FEAB questions, through the annotator's backend (concurrency, retries, request cache).
+
+Each (sample, task) pair with a reference label that will be scored is asked once, at temperature 0 with a fixed
+seed, in a forced answer slot (`tasks.py`). With `answer_format="auto"` the first question probes the server:
+if it accepts a strict JSON schema, every question uses one; if the backend had to fall back (the server rejects
+`response_format`), every question, the probe included, is asked with an `<answer>` tag instead, so all answers of a
+run share one prompt. The probe's verdict is remembered in the request cache, so a re-run makes the same choice
+without asking and is answered from the cache.
+
+A choice without any text (the OpenAI API's structured-output refusal puts its text in `message.refusal` and leaves
+`content` empty) is recorded as a refusal. A request that still fails after the backend's retries is recorded as an
+`error`; both count against the model when scored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import io
+import logging
+import os
+from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import PIL.Image
+
+from seke_hf.annotate.backend import ChatBackend, RequestFailed
+from seke_hf.annotate.cache import CACHE_FILE, RequestCache, default_cache_dir, request_key
+from seke_hf.annotate.prompts import image_data_url
+from seke_hf.evaluate.scoring import ERROR, questions, read_prediction, reference_rows, score, write_predictions
+from seke_hf.evaluate.tasks import ANSWER_FORMATS, PROMPT_VERSION, TASK_NAMES, check_tasks, get_task
+
+logger = logging.getLogger(__name__)
+
+ROWS_PER_CHUNK = 64
+"""Rows whose images are encoded and asked about at once: bounds memory on a large benchmark."""
+
+
+@dataclass
+class Evaluation:
+    """One model's run on a benchmark: its predictions (JSONL records) and their scores."""
+
+    name: str
+    scores: dict[str, Any]
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def run(
+    dataset: Any,
+    model: str,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    *,
+    tasks: Iterable[str] = TASK_NAMES,
+    name: str | None = None,
+    answer_format: str = "auto",
+    temperature: float = 0.0,
+    seed: int | None = 0,
+    max_tokens: int | None = None,
+    image_column: str = "image",
+    image_max_side: int = 512,
+    limit: int | None = None,
+    include_generated: bool = False,
+    max_concurrency: int = 32,
+    timeout: float = 60.0,
+    max_retries: int = 6,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    predictions_path: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Ask `model` (any OpenAI-compatible vision LLM at `base_url`) the FEAB `tasks` on `dataset`, and score it.
+
+    `dataset` holds rows in the unified schema (a `datasets.Dataset`, e.g. FEAB's test split); `limit` keeps its
+    first rows. Only questions with a reference label that counts (human by default) are asked. Answers are cached
+    (`cache_dir`, default that of the annotator), so a re-run costs nothing; `predictions_path` writes the JSONL.
+    Works inside a running event loop too (a notebook): the run then gets a thread of its own.
+    """
+    coroutine = arun(
+        dataset, model, base_url, api_key, tasks=tasks, name=name, answer_format=answer_format,
+        temperature=temperature, seed=seed, max_tokens=max_tokens, image_column=image_column,
+        image_max_side=image_max_side, limit=limit, include_generated=include_generated,
+        max_concurrency=max_concurrency, timeout=timeout, max_retries=max_retries, cache_dir=cache_dir,
+        use_cache=use_cache, predictions_path=predictions_path, progress=progress,
+    )  # fmt: skip
+    return _run_sync(coroutine)
+
+
+async def arun(
+    dataset: Any,
+    model: str,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    *,
+    tasks: Iterable[str] = TASK_NAMES,
+    name: str | None = None,
+    answer_format: str = "auto",
+    temperature: float = 0.0,
+    seed: int | None = 0,
+    max_tokens: int | None = None,
+    image_column: str = "image",
+    image_max_side: int = 512,
+    limit: int | None = None,
+    include_generated: bool = False,
+    max_concurrency: int = 32,
+    timeout: float = 60.0,
+    max_retries: int = 6,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    predictions_path: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """The coroutine behind `run` (same arguments), for callers that own an event loop."""
+    tasks = check_tasks(tasks)
+    if answer_format not in ("auto", *ANSWER_FORMATS):
+        raise ValueError(f"answer_format must be 'auto' or one of {ANSWER_FORMATS}, got {answer_format!r}")
+    if limit is not None:
+        dataset = _head(dataset, limit)
+    cache = RequestCache(os.path.join(cache_dir or default_cache_dir(), CACHE_FILE)) if use_cache else None
+    backend = ChatBackend(
+        model, base_url, api_key, max_concurrency=max_concurrency, timeout=timeout, max_retries=max_retries, cache=cache
+    )
+    asker = _Asker(backend, dataset, image_column, image_max_side, temperature, seed, max_tokens)
+    try:
+        rows = reference_rows(dataset)
+        wanted = questions(rows, tasks, include_generated)
+        position = {row["sample_id"]: i for i, row in enumerate(rows)}
+        numbered = [(position[sample_id], sample_id, task) for sample_id, task in wanted]
+        records = await asker.ask_all(numbered, answer_format, progress)
+    finally:
+        await backend.aclose()
+        if cache is not None:
+            cache.close()
+    if predictions_path is not None:
+        write_predictions(records, predictions_path)
+    info = {
+        "model": model,
+        "endpoint": backend.endpoint,
+        "answer_format": asker.answer_format,
+        "prompt_version": PROMPT_VERSION,
+        "temperature": temperature,
+        "seed": seed,
+        "questions": len(records),
+        "requests": backend.tally.requests,
+        "cache_hits": backend.tally.cache_hits,
+        "prompt_tokens": backend.tally.usage.prompt_tokens,
+        "completion_tokens": backend.tally.usage.completion_tokens,
+        "estimated_cost_usd": round(backend.tally.cost(backend.prices), 6),
+    }
+    logger.info("evaluated %s: %s", model, backend.summary())
+    scores = score(records, rows, tasks=tasks, include_generated=include_generated)
+    return Evaluation(name or model, scores, records, info)
+
+
+class _Asker:
+    """Asks the questions of one run, chunk by chunk, each image encoded once for all its tasks."""
+
+    def __init__(
+        self,
+        backend: ChatBackend,
+        dataset: Any,
+        image_column: str,
+        image_max_side: int,
+        temperature: float,
+        seed: int | None,
+        max_tokens: int | None,
+    ) -> None:
+        self.backend, self.dataset, self.image_column = backend, dataset, image_column
+        self.image_max_side, self.max_tokens = image_max_side, max_tokens
+        self.temperature, self.seed = temperature, seed
+        self.answer_format = "json_schema"
+
+    async def ask_all(
+        self, wanted: list[tuple[int, str, str]], answer_format: str, progress: bool
+    ) -> list[dict[str, Any]]:
+        """Records for `wanted` (row index, sample id, task), in that order."""
+        from tqdm.auto import tqdm
+
+        if not wanted:
+            return []
+        by_row: dict[int, list[tuple[str, str]]] = {}
+        for row, sample_id, task in wanted:
+            by_row.setdefault(row, []).append((sample_id, task))
+        records: dict[tuple[str, str], dict[str, Any]] = {}
+        with tqdm(total=len(wanted), desc="FEAB questions", unit="q", disable=not progress) as bar:
+            first_row, first_id, first_task = wanted[0]
+            probe = await self._choose_format(answer_format, first_id, first_task, self._image_url(first_row))
+            if probe is not None:
+                records[(first_id, first_task)] = probe
+                bar.update()
+            order = list(by_row)
+            for start in range(0, len(order), ROWS_PER_CHUNK):
+                urls = {row: self._image_url(row) for row in order[start : start + ROWS_PER_CHUNK]}
+
+                async def ask(url: str, sample_id: str, task: str) -> None:
+                    records[(sample_id, task)] = await self._ask(sample_id, task, url, self.answer_format)
+                    bar.update()
+
+                pending = [(url, q) for row, url in urls.items() for q in by_row[row] if q not in records]
+                await asyncio.gather(*(ask(url, *question) for url, question in pending))
+        return [records[(sample_id, task)] for _, sample_id, task in wanted]
+
+    async def _choose_format(self, requested: str, sample_id: str, task: str, url: str) -> dict[str, Any] | None:
+        """Settle the answer format; returns the probe's record when it can be kept."""
+        if requested != "auto":
+            self.answer_format = requested
+            return None
+        cache, memo_key = self.backend.cache, self._format_memo_key()
+        memo = cache.get(memo_key) if cache is not None else None
+        if memo is not None:
+            self.answer_format = memo["answer_format"]
+            return None
+        record = await self._ask(sample_id, task, url, "json_schema")
+        if record["status"] == ERROR:
+            return record  # nothing learned; keep structured output and ask again next run
+        self.answer_format = "json_schema" if self.backend.schema_support == "json_schema" else "tag"
+        if self.answer_format == "tag":
+            logger.warning("the server rejects structured output: asking for <answer> tags instead")
+        if cache is not None:
+            cache.put(memo_key, {"answer_format": self.answer_format})
+        return record if self.answer_format == "json_schema" else None
+
+    def _format_memo_key(self) -> str:
+        return request_key(
+            {"seke_hf.evaluate": "answer_format", "model": self.backend.model, "endpoint": self.backend.endpoint}
+        )
+
+    async def _ask(self, sample_id: str, task_name: str, url: str, answer_format: str) -> dict[str, Any]:
+        task = get_task(task_name)
+        record: dict[str, Any] = {
+            "sample_id": sample_id,
+            "task": task_name,
+            "model": self.backend.model,
+            "answer_format": answer_format,
+            "prompt_version": PROMPT_VERSION,
+        }
+        try:
+            completion = await self.backend.complete(
+                task.messages(url, answer_format),
+                n=1,
+                temperature=self.temperature,
+                seed=self.seed,
+                response_format=task.response_format(answer_format),
+                max_tokens=self.max_tokens,
+            )
+        except RequestFailed as e:
+            record.update(answer=None, error=str(e))
+        else:
+            text = completion.choices[0] if completion.choices else None
+            record["answer"] = text
+            if text is None:
+                record["refusal"] = ""  # no content: the API puts a structured-output refusal in message.refusal
+        parsed = read_prediction(record, task_name)  # the same reading as `score` gives the saved record
+        record.update(status=parsed.status, fields=parsed.fields or None, reason=parsed.reason)
+        return record
+
+    def _image_url(self, row: int) -> str:
+        example = self.dataset[row]
+        if self.image_column not in example:
+            raise ValueError(f"no {self.image_column!r} column (columns: {', '.join(example)}); pass image_column=...")
+        return image_data_url(_pil(example[self.image_column], example.get("sample_id", row)), self.image_max_side)
+
+
+def _pil(image: Any, row: Any) -> PIL.Image.Image:
+    """A decoded image from a decoded or undecoded `Image()` cell, or a clear error naming the sample."""
+    if isinstance(image, PIL.Image.Image):
+        return image
+    if isinstance(image, Mapping) and (image.get("bytes") or image.get("path")):
+        try:
+            source = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
+            loaded = PIL.Image.open(source)
+            loaded.load()
+            return loaded
+        except (OSError, PIL.UnidentifiedImageError) as e:
+            raise ValueError(f"{row}: unreadable image {image.get('path') or '(embedded bytes)'}: {e}") from e
+    raise ValueError(f"{row}: no image (got {type(image).__name__})")
+
+
+def _head(dataset: Any, limit: int) -> Any:
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    if hasattr(dataset, "select"):
+        return dataset.select(range(min(limit, len(dataset))))
+    return list(dataset)[:limit]
+
+
+def _run_sync(coroutine: Coroutine[Any, Any, Evaluation]) -> Evaluation:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
