@@ -60,6 +60,8 @@ class SekeConfig(CorpusConfig):
 class Feid(CorpusBuilder):
     SOURCE = "feid"
     SPLIT: ClassVar[str] = FEID
+    BATCH_ROWS: ClassVar[int] = 1000
+    """Rows per record batch: rows are copied from Arrow, not built in Python, so batches can be large."""
     BUILDER_CONFIG_CLASS = SekeConfig
     BUILDER_CONFIGS: ClassVar[list[SekeConfig]] = [
         SekeConfig(name="all", description="Samples of every corpus found under data_dir."),

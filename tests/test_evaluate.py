@@ -79,7 +79,7 @@ REFERENCES = [
 ]  # fmt: skip
 
 
-def test_score_records_by_hand(tmp_path, caplog):
+def test_score_records_by_hand(tmp_path):
     predictions = [
         {"sample_id": "a/1", "task": "expression", "answer": "<answer>joy</answer>"},  # raw: re-parsed
         {"sample_id": "a/2", "task": "expression", "answer": "I can't determine emotions from faces."},

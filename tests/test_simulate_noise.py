@@ -80,6 +80,13 @@ def test_au_miss_and_false_rates():
         false = present[:, ~active].mean()
         assert abs(miss - (0.1 + 0.4 * difficulty)) < 0.03
         assert abs(false - 0.2 * difficulty) < 0.02
+    # Per sample, a believed-present AU is left out with au_split, a believed-absent one reported with au_flicker.
+    model = NoiseModel(au_miss=(0.0, 0.0), au_false=(0.0, 0.0), au_split=(0.0, 0.3), au_flicker=(0.0, 0.1))
+    belief, rng = model.belief(FEAR, 1.0, Priors(expression="fear"), key="k"), np.random.default_rng(3)
+    samples = [set(model.sample(belief, rng).action_units) for _ in range(2000)]
+    dropped = np.mean([len(FEAR.aus - s) / len(FEAR.aus) for s in samples])
+    added = np.mean([len(s - FEAR.aus) / (len(AUS) - len(FEAR.aus)) for s in samples])
+    assert abs(dropped - 0.15) < 0.02 and abs(added - 0.05) < 0.01  # difficulty 1 halved by the stated expression
 
 
 def test_consistent_priors_help_and_contradicting_ones_do_not():

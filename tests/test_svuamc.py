@@ -201,3 +201,12 @@ def test_schema_asks_only_for_the_requested_levels():
         "action units present: AU6, AU12",
         "action units absent: AU4",
     ]
+
+
+def test_conflicting_human_labels_do_not_reject_what_was_generated():
+    human = {"expression": "happiness", "aus": {"AU4": 1, "AU12": 0, "AU14": 0}}  # contradict each other
+    samples = [Sample(valence=v, arousal=0.2) for v in (0.9, -0.3, 0.5, 0.1)] * 4  # contested valence
+    agg = svuamc.aggregate(samples, (VALENCE_AROUSAL,), LENIENT)
+    assert not agg.va.decided
+    decision = svuamc.decide(samples, agg, LENIENT, human=human, consistency=consistency)
+    assert decision.status == "accepted" and "human labels contradict" in decision.reason

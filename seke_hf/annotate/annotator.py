@@ -41,6 +41,7 @@ from seke_hf.annotate import prompts, svuamc
 from seke_hf.annotate.backend import DEFAULT_BASE_URL, ChatBackend, Prices, RequestFailed
 from seke_hf.annotate.cache import CACHE_FILE, RequestCache, default_cache_dir
 from seke_hf.annotate.svuamc import ACTION_UNITS, EXPRESSION, VALENCE_AROUSAL, Sample, SVUAMCConfig
+from seke_hf.knowledge import consistency
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS, NOT_ANNOTATED
 
 logger = logging.getLogger(__name__)
@@ -355,8 +356,6 @@ class SVUAMCAnnotator:
                 )
         except RequestFailed as e:
             return _Result("failed", str(e), mc_samples=len(samples), requests=requests)
-        from seke_hf.knowledge import consistency
-
         decision = svuamc.decide(
             samples, agg, config, verdict=verdict, contested=contested, human=row.human, consistency=consistency
         )

@@ -26,6 +26,7 @@ from typing import Any
 import PIL.Image
 
 from seke_hf.annotate.svuamc import ACTION_UNITS, EXPRESSION, VALENCE_AROUSAL, Sample
+from seke_hf.knowledge import knowledge_prompt
 from seke_hf.schema import AUS, EXPRESSIONS
 
 PROMPT_VERSION = "1"
@@ -53,8 +54,6 @@ Answer with one JSON object only, with exactly the requested fields:
 def system_prompt(knowledge: str | None = None) -> str:
     """The static system message; `knowledge` defaults to `seke_hf.knowledge.knowledge_prompt()`."""
     if knowledge is None:
-        from seke_hf.knowledge import knowledge_prompt
-
         knowledge = knowledge_prompt()
     return _INSTRUCTIONS.format(expressions=", ".join(EXPRESSIONS), aus=", ".join(AUS), knowledge=knowledge.strip())
 

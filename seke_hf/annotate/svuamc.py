@@ -8,16 +8,21 @@ constant a field of `SVUAMCConfig`:
 2. Decided means, for the expression, the Beta stopping rule of Adaptive-Consistency (Aggarwal et al., EMNLP 2023,
    arXiv 2305.11860): with top-two vote counts v1 > v2 and p1/(p1 + p2) ~ Beta(v1 + 1, v2 + 1), stop once
    P(p1 > p2) >= `confidence`. Each AU is decided the same way on its yes/no votes (its share decisively above or
-   below 1/2). Valence/arousal are decided once the standard error of both sample means is <= `va_tolerance`.
+   below 1/2) at `au_confidence`, lower by default because all 17 AUs must be decided at once. Valence/arousal are
+   decided once the standard error of both sample means is <= `va_tolerance`.
 3. Uncertainty per level comes from the disagreement of the samples: 1 - top share (expression), mean binary
    entropy of the AU vote shares (AUs), the root mean square sample standard deviation (valence/arousal).
 4. A level still contested at `max_samples` goes to one temperature-0 verification request restricted to the
    competing candidates (expression: the labels not decisively beaten; AUs: the undecided ones). The verifier's
    answer settles the contest if it names a candidate; otherwise the majority stands. Then the knowledge
-   consistency check (`seke_hf.knowledge.consistency`) compares the whole label set with the human labels: an
-   inconsistent contested expression is replaced by the most consistent candidate; if the labels stay inconsistent,
-   or a level's uncertainty stays above its `max_uncertainty`, the example is rejected with the reason recorded.
-   A contested AU alone never rejects an example: it is filled by its verdict and flagged by the uncertainty.
+   consistency check (`seke_hf.knowledge.consistency`) scores the whole label set, human labels included: when it
+   fails, a contested expression is replaced by its most consistent candidate; labels that still fail are rejected
+   if a generated level was contested (`reject_inconsistent="undecided"`; "always", "expression" and "never" are
+   the alternatives) and otherwise kept with the issues in `status_reason`: a confident model seeing a face that
+   departs from the prototypes is a fact about the face more often than an error. An example is also rejected when
+   a level's sample disagreement stays above its `max_uncertainty` (by default only the expression: top share under
+   60% after every sample). A contested AU alone never rejects an example: the verdict fills it, the uncertainty
+   flags it. Human labels that contradict each other are never held against the generated ones.
 5. Each level's description comes from a sample agreeing with that level's final label.
 """
 
@@ -306,7 +311,9 @@ def decide(
         return Decision("rejected", f"no valid answer for {', '.join(missing)} in {agg.samples} samples", {})
 
     reason = ""
-    if consistency is not None:
+    if consistency is not None and consistency(**_merged(human, {})).score < config.consistency_threshold:
+        reason = "human labels contradict each other: knowledge check skipped"
+    elif consistency is not None:
         labels = _merged(human, results)
         check = consistency(**labels)
         if check.score < config.consistency_threshold and len(expression_candidates) > 1:

@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("build", "annotate", "publish", "evaluate", "simulate")
 """Subcommand modules, in the order `seke-hf --help` lists them."""
 
 

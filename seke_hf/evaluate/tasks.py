@@ -1,4 +1,4 @@
-"""The three FEAB questions: what is asked, how the answer slot is forced, and how the answer is read.
+"""The three FEAB questions: what is asked, and how the answer slot is forced.
 
 Each task is asked on its own, so that one answer cannot lean on another (a model told nothing about the expression
 must find the AUs in the face). The answer slot is forced in one of two ways:

@@ -18,7 +18,8 @@ Belief (once per image and priors):
   either.
 - action units: each active AU is missed with probability `au_miss`, each inactive AU is hallucinated with
   probability `au_false`; when the expression belief is wrong, the wrong expression's prototype AUs are added with
-  probability `belief_pull`. Each believed AU is then voted for by a share `1 - au_split` of samples.
+  probability `belief_pull`. A believed-present AU is then left out by a share `au_split` of samples, a
+  believed-absent one reported by a share `au_flicker` (models omit more often than they hallucinate).
 
 Samples (once per choice): the expression and AUs are drawn from the belief tempered by the temperature (`p**(1/T)`,
 renormalised; `T = 0` takes the most likely answer, so every choice is identical); valence/arousal = centre +
@@ -162,6 +163,7 @@ class NoiseModel:
     au_miss: Rate = (0.03, 0.45)
     au_false: Rate = (0.01, 0.15)
     au_split: Rate = (0.0, 0.4)
+    au_flicker: Rate = (0.0, 0.1)
     prior_gain: float = 0.5
     unknown_confidence: float = 0.3
     """Top share of the flat belief an unknown image gets."""
@@ -226,13 +228,13 @@ class NoiseModel:
         open_aus = set(AUS) - priors.aus_present - priors.aus_absent
         miss, false = _lerp(self.au_miss, d_aus), _lerp(self.au_false, d_aus)
         proto = set(PROTOTYPE_AUS[wrong]) if wrong is not None else set()
-        split = _lerp(self.au_split, d_aus)
+        split, flicker = _lerp(self.au_split, d_aus), _lerp(self.au_flicker, d_aus)
         aus: dict[str, float] = {}
         for i, au in enumerate(AUS):
             if au in open_aus:
                 present = (u_aus[i] >= miss) if au in truth.aus else (u_aus[i] < false)
                 present = present or (au in proto and u_proto[i] < self.belief_pull)
-                aus[au] = 1.0 - split if present else split
+                aus[au] = 1.0 - split if present else flicker
             else:
                 aus[au] = 1.0 if au in priors.aus_present else 0.0
         return Belief(expression, _clip(valence), _clip(arousal), va_noise, aus)
@@ -290,7 +292,9 @@ class NoiseModel:
         return Sample(expression, round(valence, 2), round(arousal, 2), active, round(confidence, 2))
 
 
-_RATE_FIELDS = frozenset({"expression_error", "vote_split", "va_bias", "va_noise", "au_miss", "au_false", "au_split"})
+_RATE_FIELDS = frozenset(
+    {"expression_error", "vote_split", "va_bias", "va_noise", "au_miss", "au_false", "au_split", "au_flicker"}
+)
 _SHARE_FIELDS = frozenset({"truth_share", "belief_pull", "prior_gain", "unknown_confidence", "floor"})
 
 

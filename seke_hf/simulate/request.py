@@ -15,7 +15,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from seke_hf.schema import AUS, EXPRESSIONS, au_name
@@ -81,7 +81,8 @@ class Question:
     seed: int | None = None
     max_tokens: int | None = None
     stream: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    stream_usage: bool = False
+    """`stream_options.include_usage`: a last chunk carries the usage."""
 
 
 def parse_request(body: Any, *, max_n: int | None = MAX_N, structured_output: bool = True) -> Question:
@@ -142,6 +143,7 @@ def parse_request(body: Any, *, max_n: int | None = MAX_N, structured_output: bo
         seed=seed,
         max_tokens=max_tokens,
         stream=bool(body.get("stream", False)),
+        stream_usage=bool((body.get("stream_options") or {}).get("include_usage", False)),
     )
 
 

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "seke-sim-vllm"
 MAX_BODY_BYTES = 64 * 1024 * 1024
+STREAM_PIECE = 16
+"""Characters per streamed content delta."""
 
 
 class SimulatedVLLM:
@@ -311,11 +313,12 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             if fault == "timeout" and sim.wait(plan.timeout_delay):
                 return
-            if question.stream:
-                raise RequestError("Streaming is not supported by the simulated model.", param="stream")
             response = sim.model.complete(question)
             status = 200
-            self._json(200, response)
+            if question.stream:
+                self._stream(response, question.stream_usage)
+            else:
+                self._json(200, response)
         except RequestError as e:
             status = e.status
             self._error(e)
@@ -327,6 +330,35 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(RequestError(f"Internal error in the simulator: {e}", status=500, type="server_error"))
         finally:
             sim.accounting.end(status)
+
+    def _stream(self, response: dict[str, Any], include_usage: bool) -> None:
+        """The same answer as server-sent `chat.completion.chunk` events, one choice after the other."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        head = {key: response[key] for key in ("id", "created", "model", "system_fingerprint")}
+        head["object"] = "chat.completion.chunk"
+
+        def send(choices: list[dict[str, Any]], **extra: Any) -> None:
+            self.wfile.write(f"data: {json.dumps({**head, 'choices': choices, **extra})}\n\n".encode())
+
+        for choice in response["choices"]:
+            index, message = choice["index"], choice["message"]
+            send([{"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+            text = message["content"] or ""
+            for start in range(0, len(text), STREAM_PIECE):
+                send(
+                    [{"index": index, "delta": {"content": text[start : start + STREAM_PIECE]}, "finish_reason": None}]
+                )
+            if message["refusal"]:
+                send([{"index": index, "delta": {"refusal": message["refusal"]}, "finish_reason": None}])
+            send([{"index": index, "delta": {}, "finish_reason": choice["finish_reason"]}])
+        if include_usage:
+            send([], usage=response["usage"])
+        self.wfile.write(b"data: [DONE]\n\n")
 
     def _rate_limited(self, retry_after: float) -> None:
         error = RequestError(
