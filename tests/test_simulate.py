@@ -181,6 +181,20 @@ def test_temperature_zero_and_seed_are_deterministic(client, faces):
     assert len(set(first)) > 1  # choices of one request are distinct samples
 
 
+def test_streaming_sends_the_same_answers_as_chunks(client, faces):
+    kwargs = {"model": "m", "messages": ask("Label.", data_url(faces[9])), "n": 3, "seed": 5}
+    whole = client.chat.completions.create(**kwargs, response_format=label_schema())
+    parts, usage = {}, None
+    for chunk in client.chat.completions.create(
+        **kwargs, response_format=label_schema(), stream=True, stream_options={"include_usage": True}
+    ):
+        for choice in chunk.choices:
+            parts[choice.index] = parts.get(choice.index, "") + (choice.delta.content or "")
+        usage = chunk.usage or usage
+    assert [parts[i] for i in range(3)] == [c.message.content for c in whole.choices]
+    assert usage.completion_tokens == whole.usage.completion_tokens
+
+
 def test_json_object_needs_the_word_json_and_answers_the_asked_levels(client, faces):
     with pytest.raises(openai.BadRequestError, match="json"):
         client.chat.completions.create(

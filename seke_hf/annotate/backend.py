@@ -6,8 +6,10 @@ API (shared by the SV-UAMC annotator and the FEAB evaluator)::
                           max_concurrency=32, timeout=60.0, max_retries=6, backoff=1.0, max_backoff=60.0,
                           cache=RequestCache() or None, prices=Prices())
     completion = await backend.complete(messages, n=4, temperature=0.8, seed=None,
-                                        response_format={"type": "json_schema", ...}, sample_round=0)
+                                        response_format={"type": "json_schema", ...}, sample_round=0,
+                                        max_tokens=None)
     completion.choices      # list[str | None]: one text per choice drawn, None for a choice without content
+    completion.refusals     # list[str | None]: each choice's `message.refusal` (structured-output refusals)
     completion.usage        # Usage(prompt_tokens, completion_tokens, cached_tokens)
     completion.requests     # HTTP requests this answer took (n single-choice requests where `n` is refused)
     completion.from_cache   # True when read from the cache (nothing sent)
@@ -84,6 +86,11 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     requests: int = 1
     from_cache: bool = False
+    refusals: list[str | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.refusals) != len(self.choices):
+            self.refusals = [None] * len(self.choices)
 
 
 @dataclass
@@ -212,13 +219,19 @@ class ChatBackend:
                     usage=Usage(**stored["usage"]),
                     requests=stored["requests"],
                     from_cache=True,
+                    refusals=stored.get("refusals", []),
                 )
                 self.tally.cache_hits += 1
                 self.tally.cached_usage += completion.usage
                 return completion
         completion = await self._fetch(messages, n, temperature, seed, response_format, max_tokens)
         if self.cache is not None:
-            value = {"choices": completion.choices, "usage": asdict(completion.usage), "requests": completion.requests}
+            value = {
+                "choices": completion.choices,
+                "refusals": completion.refusals,
+                "usage": asdict(completion.usage),
+                "requests": completion.requests,
+            }
             await asyncio.to_thread(self.cache.put, key, value)
         return completion
 
@@ -257,7 +270,10 @@ class ChatBackend:
                     for part in parts:
                         usage += part.usage
                     return Completion(
-                        [c for p in parts for c in p.choices], usage, requests=sum(p.requests for p in parts)
+                        [c for p in parts for c in p.choices],
+                        usage,
+                        requests=sum(p.requests for p in parts),
+                        refusals=[r for p in parts for r in p.refusals],
                     )
                 return await self._request(messages, n, temperature, seed, fmt, max_tokens)
             except openai.BadRequestError as e:
@@ -331,10 +347,11 @@ class ChatBackend:
                 await asyncio.sleep(delay)
         choices = sorted(response.choices or [], key=lambda c: c.index)
         texts = [c.message.content if c.message is not None else None for c in choices]
+        refusals = [getattr(c.message, "refusal", None) if c.message is not None else None for c in choices]
         usage = _usage(response.usage)
         self.tally.choices += len(texts)
         self.tally.usage += usage
-        return Completion(texts, usage, requests=1)
+        return Completion(texts, usage, requests=1, refusals=refusals)
 
     def _retry_delay(self, error: Exception, attempt: int) -> float:
         response = getattr(error, "response", None)

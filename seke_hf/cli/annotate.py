@@ -51,8 +51,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_data(spec: str, split: str | None = None) -> datasets.DatasetDict:
-    """`imagefolder:DIR`, a `save_to_disk` folder, or a Hub id -> DatasetDict (a lone Dataset becomes "train")."""
+def load_data(
+    spec: str, split: str | None = None, *, config: str | None = None, data_dir: str | None = None
+) -> datasets.DatasetDict:
+    """`imagefolder:DIR`, a `save_to_disk` folder, or a Hub id / registered builder name (with `config` and
+    `data_dir`) -> DatasetDict (a lone Dataset becomes "train")."""
     if spec.startswith("imagefolder:"):
         folder = spec.removeprefix("imagefolder:")
         if not Path(folder).is_dir():
@@ -66,7 +69,7 @@ def load_data(spec: str, split: str | None = None) -> datasets.DatasetDict:
             )
         data = datasets.load_from_disk(spec)
     else:
-        data = datasets.load_dataset(spec)
+        data = datasets.load_dataset(spec, config, data_dir=data_dir)
     if isinstance(data, datasets.Dataset):
         data = datasets.DatasetDict({"train": data})
     if split is not None:

@@ -66,13 +66,17 @@ def render(sample: Sample, spec: AnswerSpec) -> str:
             obj["valence"], obj["arousal"] = sample.valence, sample.arousal
         if "aus" in spec.levels:
             obj["action_units"] = list(sample.action_units)
-        obj["description"] = describe(sample)
+        obj["description"] = describe(sample, _only_level(spec))
         return json.dumps(obj)
     return _prose(sample, spec)
 
 
+def _only_level(spec: AnswerSpec) -> str | None:
+    return spec.levels[0] if len(spec.levels) == 1 else None
+
+
 def _prose(sample: Sample, spec: AnswerSpec) -> str:
-    lines = [describe(sample)]
+    lines = [describe(sample, _only_level(spec))]
     if "expression" in spec.levels:
         lines.append(f"Expression: {sample.expression}")
     if "valence_arousal" in spec.levels:

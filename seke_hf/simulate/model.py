@@ -37,10 +37,13 @@ class SimulatedModel:
         expressions = list(question.answer.expressions) if question.answer.expressions else None
         aus = list(question.answer.aus) if question.answer.aus is not None else None
         choices = []
-        shared = np.random.default_rng() if question.seed is None else None
+        unseeded = np.random.default_rng() if question.seed is None else None
         for index in range(question.n):
-            rng = shared or np.random.default_rng(
-                truth_seed("sample", question.seed, image_key, question.priors.key(), index)
+            # With a request seed each choice has its own stream: the same request gives the same choices.
+            rng = (
+                unseeded
+                if unseeded is not None
+                else np.random.default_rng(truth_seed("sample", question.seed, image_key, question.priors.key(), index))
             )
             sample = self.noise.sample(belief, rng, question.temperature, expressions, aus)
             choices.append(self._choice(index, render(sample, question.answer), question))

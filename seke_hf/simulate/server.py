@@ -1,9 +1,9 @@
 """The HTTP side: an OpenAI-compatible server on 127.0.0.1 that the official `openai` client talks to unchanged.
 
-Endpoints: `POST /v1/chat/completions`, `GET /v1/models` (and `/v1/models/{id}`), `GET /stats` (`POST /stats/reset`
-or `DELETE /stats` to reset), `GET`/`POST /control/faults` (inject faults or change the fault plan at run time),
-`GET /health`. One thread per connection (HTTP/1.1 keep-alive), a listen backlog of 512: many concurrent requests
-are held at once.
+Endpoints: `POST /v1/chat/completions` (also with `stream: true`, as server-sent events), `GET /v1/models` (and
+`/v1/models/{id}`), `GET /stats` (`POST /stats/reset` or `DELETE /stats` to reset), `GET`/`POST /control/faults`
+(inject faults or change the fault plan at run time), `GET /health`. One thread per connection (HTTP/1.1
+keep-alive) and a listen backlog of 512, so many concurrent requests are held at once.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import os
 import socket
 import threading
 from dataclasses import asdict, replace
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -291,7 +290,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 question = parse_request(body, max_n=plan.max_n, structured_output=plan.structured_output)
             except RequestError as e:
-                if e.param == "n":
+                if e.param == "n" and e.code == "unsupported_value":
                     sim.accounting.fault("reject_n")
                 elif e.code == "unsupported_parameter":
                     sim.accounting.fault("reject_response_format")
@@ -347,14 +346,12 @@ class _Handler(BaseHTTPRequestHandler):
 
         for choice in response["choices"]:
             index, message = choice["index"], choice["message"]
-            send([{"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
             text = message["content"] or ""
-            for start in range(0, len(text), STREAM_PIECE):
-                send(
-                    [{"index": index, "delta": {"content": text[start : start + STREAM_PIECE]}, "finish_reason": None}]
-                )
-            if message["refusal"]:
-                send([{"index": index, "delta": {"refusal": message["refusal"]}, "finish_reason": None}])
+            deltas = [{"role": "assistant", "content": ""}]
+            deltas += [{"content": text[i : i + STREAM_PIECE]} for i in range(0, len(text), STREAM_PIECE)]
+            deltas += [{"refusal": message["refusal"]}] if message["refusal"] else []
+            for delta in deltas:
+                send([{"index": index, "delta": delta, "finish_reason": None}])
             send([{"index": index, "delta": {}, "finish_reason": choice["finish_reason"]}])
         if include_usage:
             send([], usage=response["usage"])
@@ -416,7 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
-        self.send_response(status, HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else None)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():

@@ -1,0 +1,217 @@
+"""FEID and FEAB end to end: selection, SV-UAMC annotation, instruction data, Arrow and Hub layouts, a summary.
+
+`seke-hf build` and `seke-hf demo` are thin shells over `build_datasets`. The output folder gets:
+
+    manifest.csv, selection.json     what was selected, and with which parameters (rebuild with manifest=)
+    arrow/feid, arrow/feab           both datasets, `datasets.load_from_disk`
+    hub/feid, hub/feab               the Hub layout (Parquet + card), `load_dataset(folder)`; release="annotations"
+                                     leaves the licensed images out
+    summary.json                     counts per source and level, requests, tokens, estimated cost, rejections
+
+FEID is written in trainer form (`messages` + `images`, the label columns beside them); FEAB keeps the unified
+schema (`image` + labels) that `seke_hf.evaluate` scores against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import datasets
+
+from seke_hf import __version__
+from seke_hf.corpora import CORPORA
+from seke_hf.release import column_values
+from seke_hf.schema import LEVELS, annotated_levels
+from seke_hf.selection import FEAB, FEID, SelectionParams
+
+if TYPE_CHECKING:
+    from seke_hf.annotate import SVUAMCAnnotator
+
+logger = logging.getLogger(__name__)
+
+KINDS = {"feid": FEID, "feab": FEAB}
+"""Dataset name -> its split in the manifest."""
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    datasets: dict[str, datasets.Dataset]
+    """"feid" (chat form) and "feab" (unified schema), as written."""
+    summary: dict[str, Any]
+
+
+def build_datasets(
+    corpora_root: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    annotator: SVUAMCAnnotator | None = None,
+    sources: Iterable[str] = CORPORA,
+    paths: Mapping[str, str] | None = None,
+    manifest: str | os.PathLike | None = None,
+    params: SelectionParams | None = None,
+    limit: int | None = None,
+    batch_size: int = 64,
+    style: str = "placeholder",
+    release: str = "full",
+    repo_id: str | None = None,
+    seed: int = 0,
+) -> BuildResult:
+    """Select, annotate (when an annotator is given), add chat columns and write everything under `out`."""
+    from seke_hf import feid
+    from seke_hf.instructions import to_chat
+    from seke_hf.publish import build_repo
+
+    out = Path(out)
+    params = params or SelectionParams.from_dict({"seed": seed})
+    logger.info("[1/4] selecting FEID/FEAB from %s", corpora_root)
+    splits, entries = feid.build(corpora_root, paths=paths, sources=tuple(sources), manifest=manifest, params=params)
+    built = {kind: splits[split] for kind, split in KINDS.items()}
+    if limit is not None:
+        built = {kind: ds.select(_spread(column_values(ds, "source"), limit)) for kind, ds in built.items()}
+        kept = set().union(*(column_values(ds, "sample_id") for ds in built.values()))
+        entries = [e for e in entries if e.sample_id in kept]
+    out.mkdir(parents=True, exist_ok=True)
+    feid.write_manifest(entries, out / "manifest.csv")
+    (out / "selection.json").write_text(json.dumps(params.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    usage: dict[str, Any] = {}
+    if annotator is not None:
+        logger.info("[2/4] completing missing labels with SV-UAMC (%s)", annotator.model)
+        built, usage = annotate_all(built, annotator, batch_size=batch_size)
+    else:
+        logger.info("[2/4] annotation skipped: human labels only")
+
+    logger.info("[3/4] writing instruction conversations (%s style)", style)
+    released = {"feid": to_chat(built["feid"], seed=seed, style=style), "feab": built["feab"]}
+
+    logger.info("[4/4] writing %s", out)
+    build_info = {
+        "seke_hf": __version__,
+        **({"model": annotator.model, "svuamc": svuamc_settings(annotator)} if annotator is not None else {}),
+        **usage,
+        "selection": "manifest file" if manifest else params.to_dict(),
+    }
+    for kind, ds in released.items():
+        datasets.DatasetDict({KINDS[kind]: ds}).save_to_disk(str(out / "arrow" / kind))
+        present = set(column_values(ds, "source"))
+        by_source = {
+            source: ds.filter(lambda s, want=source: s == want, input_columns="source")
+            for source in CORPORA
+            if source in present
+        }
+        build_repo(by_source, out / "hub" / kind, kind=kind, mode=release, build_info=build_info, repo_id=repo_id)
+    summary = summarize(built, released, usage)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return BuildResult(out, released, summary)
+
+
+def svuamc_settings(annotator: SVUAMCAnnotator) -> dict[str, Any]:
+    """What the cards report of how labels were generated."""
+    return {"temperature": annotator.temperature, **dataclasses.asdict(annotator.config)}
+
+
+def annotate_all(
+    built: Mapping[str, datasets.Dataset], annotator: SVUAMCAnnotator, batch_size: int = 64
+) -> tuple[dict[str, datasets.Dataset], dict[str, Any]]:
+    """Map the annotator over each dataset; returns the annotated datasets and the run's usage and cost."""
+    annotated = {}
+    try:
+        for kind, ds in built.items():
+            # Undecoded images: the annotator reads the bytes, and the faces are written back untouched.
+            raw = ds.cast_column("image", datasets.Image(decode=False))
+            annotated[kind] = raw.map(
+                annotator,
+                batched=True,
+                batch_size=batch_size,
+                features=annotator.output_features(raw.features),
+                desc=f"SV-UAMC {kind}",
+            ).cast_column("image", datasets.Image())
+        tally, prices = annotator.backend.tally, annotator.backend.prices
+        usage = {
+            "requests": tally.requests,
+            "tokens": {
+                "prompt": tally.usage.prompt_tokens,
+                "completion": tally.usage.completion_tokens,
+                "cached": tally.usage.cached_tokens,
+            },
+            "estimated_cost": round(tally.cost(prices), 4),
+            "answered_from_cache": tally.cache_hits,
+        }
+    finally:
+        annotator.close()
+    return annotated, usage
+
+
+def _spread(sources: list[str], limit: int) -> list[int]:
+    """`limit` row indices taken in turn from each source, so a dry run sees every corpus."""
+    by_source: dict[str, list[int]] = {}
+    for i, source in enumerate(sources):
+        by_source.setdefault(source, []).append(i)
+    queues = list(by_source.values())
+    picked = [
+        queue[depth] for depth in range(max(map(len, queues), default=0)) for queue in queues if depth < len(queue)
+    ]
+    return sorted(picked[:limit])
+
+
+def summarize(
+    built: dict[str, datasets.Dataset], released: dict[str, datasets.Dataset], usage: dict[str, Any]
+) -> dict[str, Any]:
+    """Counts per source and level, usage, and a few rejected examples with their reasons."""
+    summary: dict[str, Any] = {"datasets": {}, "usage": usage}
+    for kind, ds in built.items():
+        labels = ds.remove_columns([c for c in ("image",) if c in ds.column_names]).to_list()
+        per_source = Counter(row["source"] for row in labels)
+        levels = {
+            source: dict(Counter(level for row in labels if row["source"] == source for level in annotated_levels(row)))
+            for source in per_source
+        }
+        entry: dict[str, Any] = {"rows": len(ds), "per_source": dict(per_source), "levels": levels}
+        if "status" in ds.column_names:
+            entry["status"] = dict(Counter(row["status"] for row in labels))
+            entry["provenance"] = {
+                level: dict(Counter((row["provenance"] or {}).get(level) for row in labels)) for level in LEVELS
+            }
+            entry["rejected_examples"] = [
+                {"sample_id": row["sample_id"], "reason": row["status_reason"]}
+                for row in labels
+                if row["status"] in ("rejected", "failed")
+            ][:10]
+        entry["released_rows"] = len(released[kind])
+        summary["datasets"][kind] = entry
+    return summary
+
+
+def render_summary(summary: dict[str, Any], out: Path) -> str:
+    lines = [f"seke-hf build: done, written to {out}"]
+    for kind, entry in summary["datasets"].items():
+        sources = ", ".join(f"{s} {n}" for s, n in entry["per_source"].items())
+        lines.append(f"  {kind.upper()}: {entry['rows']} rows ({sources})")
+        for source, levels in entry["levels"].items():
+            lines.append(f"    {source:<9} " + ", ".join(f"{level} {levels.get(level, 0)}" for level in LEVELS))
+        if "status" in entry:
+            lines.append("    status: " + ", ".join(f"{k} {v}" for k, v in sorted(entry["status"].items())))
+            for example in entry["rejected_examples"][:3]:
+                lines.append(f"    rejected {example['sample_id']}: {example['reason']}")
+        if entry["released_rows"] != entry["rows"]:
+            lines.append(
+                f"    {entry['rows'] - entry['released_rows']} rows without any label left out of the chat data"
+            )
+    usage = summary["usage"]
+    if usage:
+        tokens = usage["tokens"]
+        lines.append(
+            f"  model: {usage['requests']} requests ({usage['answered_from_cache']} answers from cache), tokens "
+            f"{tokens['prompt']} prompt / {tokens['completion']} completion, "
+            f"estimated cost ${usage['estimated_cost']:.2f}"
+        )
+    return "\n".join(lines)
