@@ -155,10 +155,20 @@ def test_servers_refusing_n_or_schemas_are_still_sampled(full, partial, tmp_path
     assert sum(out["requests"]) >= sum(out["mc_samples"])
 
 
-def test_num_proc_2_matches_a_single_process(server, partial, tmp_path):
+def test_num_proc_2_matches_a_single_process_and_its_usage_is_counted(server, partial, tmp_path):
     single = annotate(partial, annotator(server, tmp_path / "one"))
-    double = annotate(partial, annotator(server, tmp_path / "two"), num_proc=2)
+    server.reset_stats()
+    started = time.time()
+    ann = annotator(server, tmp_path / "two")
+    double = annotate(partial, ann, num_proc=2)
     assert double.to_list() == single.to_list()
+    fetched = ann.backend.fetched_since(started)  # what both workers fetched, read back from the shared cache
+    stats = server.stats()
+    assert fetched.requests == stats["completions"] == sum(double["requests"])
+    assert (fetched.usage.prompt_tokens, fetched.usage.completion_tokens) == (
+        stats["prompt_tokens"],
+        stats["completion_tokens"],
+    )
 
 
 FINGERPRINTS = textwrap.dedent(

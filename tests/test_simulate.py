@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import subprocess
@@ -22,6 +23,7 @@ from seke_hf.schema import AUS, EXPRESSIONS
 from seke_hf.simulate import Labels, SimulatedVLLM, TruthTable
 from seke_hf.simulate.noise import PROTOTYPE_AUS, VA_ANCHORS
 from seke_hf.synthetic.faces import draw_face
+from seke_hf.synthetic.rafdb import write_rafdb
 
 LABELLED = [e for e in EXPRESSIONS if e != "other"]
 N_FACES = 160
@@ -247,7 +249,11 @@ def test_invalid_requests_get_openai_errors(client, faces):
 def test_unknown_face_is_answered_uncertainly_and_counted(server, client):
     noise = np.random.default_rng(0).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
     response = client.chat.completions.create(
-        model="m", messages=ask("Label.", data_url(PIL.Image.fromarray(noise))), n=16, response_format=label_schema()
+        model="m",
+        messages=ask("Label.", data_url(PIL.Image.fromarray(noise))),
+        n=16,
+        seed=0,
+        response_format=label_schema(),
     )
     votes = [json.loads(c.message.content)["expression"] for c in response.choices]
     assert len(set(votes)) >= 3  # a flat belief: no consensus
@@ -426,8 +432,8 @@ def _label_all(server, faces, *, prompt="Label this face.", **params) -> list[li
 
         def one(i):
             text = prompt(i) if callable(prompt) else prompt
-            response = client.chat.completions.create(
-                model="m", messages=ask(text, data_url(faces[i])), response_format=label_schema(), **params
+            response = client.chat.completions.create(  # seeded: the measured rates are reproducible
+                model="m", messages=ask(text, data_url(faces[i])), response_format=label_schema(), seed=i, **params
             )
             return [json.loads(c.message.content) for c in response.choices]
 
@@ -496,26 +502,52 @@ def _label_all_greedy(truth, faces):
 
 
 # ---------------------------------------------------------------------- the command line
-def test_cli_serves_a_truth_file(tmp_path, truth):
-    path = tmp_path / "truth.jsonl"
-    truth.save(path)
+@contextlib.contextmanager
+def _cli(*args: str):
+    """`seke-hf simulate ARGS` in a subprocess (through the subcommand's own parser); yields its stdout lines so far."""
     script = (
         "import argparse, sys; from seke_hf.cli import simulate; p = argparse.ArgumentParser(); "
         "simulate.add_parser(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-c", script, "simulate", "--truth", str(path), "--port", "0", "--max-n", "1"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    process = subprocess.Popen([sys.executable, "-c", script, "simulate", *args], stdout=subprocess.PIPE, text=True)
     try:
-        line = process.stdout.readline()
-        assert f"knows {N_FACES} faces" in line, line
-        base_url = line.split("serving ")[1].split(" ")[0]
-        with openai.OpenAI(base_url=base_url, api_key="sim", max_retries=0) as client:
-            assert [m.id for m in client.models.list()] == ["seke-sim-vllm"]
-            with pytest.raises(openai.BadRequestError):
-                client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], n=2)
+        lines = []
+        while not lines or "serving" not in lines[-1]:
+            lines.append(process.stdout.readline())
+            assert lines[-1], f"the server exited: {lines}"
+        yield lines
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def _base_url(line: str) -> str:
+    return line.split("serving ")[1].split(" ")[0]
+
+
+def test_cli_serves_a_truth_file(tmp_path, truth):
+    path = tmp_path / "truth.jsonl"
+    truth.save(path)
+    with _cli("--truth", str(path), "--port", "0", "--max-n", "1") as lines:
+        assert f"knows {N_FACES} faces" in lines[-1]
+        with openai.OpenAI(base_url=_base_url(lines[-1]), api_key="sim", max_retries=0) as client:
+            assert [m.id for m in client.models.list()] == ["seke-sim-vllm"]
+            with pytest.raises(openai.BadRequestError):
+                client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], n=2)
+
+
+def test_cli_builds_the_truth_from_a_corpus(tmp_path):
+    write_rafdb(tmp_path / "RAF-DB", n_train=6, n_test=3)
+    saved = tmp_path / "truth.jsonl"
+    with _cli(
+        "--corpus", "rafdb", "--data-dir", str(tmp_path / "RAF-DB"), "--save-truth", str(saved), "--port", "0"
+    ) as lines:
+        assert lines[-2].startswith(f"wrote 9 truth entries to {saved}")
+        aligned = tmp_path / "RAF-DB" / "basic" / "Image" / "aligned" / "train_00002_aligned.jpg"
+        face = PIL.Image.open(aligned)
+        base_url = _base_url(lines[-1])
+        with openai.OpenAI(base_url=base_url, api_key="sim", max_retries=0) as client:
+            client.chat.completions.create(model="m", messages=ask("Label.", data_url(face, (50, 50))))
+        stats = _http(base_url.removesuffix("/v1") + "/stats")[1]
+    assert stats["images"] == {"rafdb/train_00002": {"requests": 1, "choices": 1}}
+    assert len(TruthTable.load(saved)) == 9

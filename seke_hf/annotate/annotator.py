@@ -110,7 +110,16 @@ class _Result:
 
 
 class SVUAMCAnnotator:
-    """Complete the missing emotion labels of a face dataset with a vision LLM (SV-UAMC; see `svuamc`)."""
+    """Complete the missing emotion labels of a face dataset with a vision LLM (SV-UAMC; see `svuamc`).
+
+    Sampling: `min_samples` choices first, rounds of `round_samples` (default `min_samples`) while a level is
+    undecided, at most `max_samples`, at `temperature`; decided at `confidence` (expression), `au_confidence` (each
+    AU), `va_tolerance` (standard error of valence/arousal). `verify` sends one temperature-0 request for what stays
+    contested. Acceptance: `consistency_threshold` and `reject_inconsistent` for the knowledge check,
+    `max_uncertainty` per level (merged into the defaults). `knowledge` replaces the system prompt's knowledge block.
+    Runtime only (outside the fingerprint): `api_key`, `cache_dir`, `max_concurrency`, `timeout`, `max_retries`,
+    `backoff`, `prices`, `progress`.
+    """
 
     def __init__(
         self,
@@ -232,9 +241,12 @@ class SVUAMCAnnotator:
             self._progress.close()
         self._init_runtime()
 
-    def usage_summary(self) -> str:
-        """Requests, tokens (with the provider-cached share) and estimated cost of this process so far."""
-        return self.backend.summary()
+    def usage_summary(self, since: float | None = None) -> str:
+        """Requests, tokens (with the provider-cached share) and estimated cost: of this process so far, or, with
+        `since` (a `time.time()`), of everything fetched since then by every process (`num_proc` workers too)."""
+        if since is None:
+            return self.backend.summary()
+        return self.backend.summary(self.backend.fetched_since(since))
 
     # -- the map function ------------------------------------------------------------------------------------------
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list[pa.Scalar]]:
@@ -247,7 +259,7 @@ class SVUAMCAnnotator:
         rows = [self._read_row(batch, i) for i in range(len(batch[self.image_column]))]
         results = self._run(self._annotate_all(rows))
         backend = self.backend
-        logger.info("SV-UAMC batch of %d rows done; this process so far: %s", len(rows), backend.summary())
+        logger.debug("SV-UAMC batch of %d rows done; this process so far: %s", len(rows), backend.summary())
         return self._output(batch, rows, results)
 
     def output_features(self, features: datasets.Features | None = None) -> datasets.Features:

@@ -15,6 +15,7 @@ API (shared by the SV-UAMC annotator and the FEAB evaluator)::
     completion.from_cache   # True when read from the cache (nothing sent)
     backend.tally           # Tally: requests sent, cache hits, retries, failures, tokens; tally.cost(prices)
     backend.summary()       # one log line: requests, tokens (cached), estimated cost
+    backend.fetched_since(t)  # Tally of the answers fetched since time.time() t by every process sharing the cache
     await backend.aclose()
 
 `complete` raises `RequestFailed` when a request still fails after `max_retries` retries (429 and 5xx answers,
@@ -235,8 +236,20 @@ class ChatBackend:
             await asyncio.to_thread(self.cache.put, key, value)
         return completion
 
-    def summary(self) -> str:
-        t = self.tally
+    def fetched_since(self, timestamp: float) -> Tally:
+        """Requests, choices and tokens of the answers stored in the cache since `timestamp`, by any process (the
+        workers of `Dataset.map(num_proc=...)` included). Retries and failures are not stored, so they count 0."""
+        tally = Tally()
+        if self.cache is not None:
+            for value in self.cache.values_since(timestamp):
+                tally.requests += value["requests"]
+                tally.choices += len(value["choices"])
+                tally.usage += Usage(**value["usage"])
+        return tally
+
+    def summary(self, tally: Tally | None = None) -> str:
+        """One line for the logs: this process's tally, or the one given."""
+        t = tally or self.tally
         return (
             f"{t.requests} requests sent ({t.choices} choices, {t.retries} retries, {t.failures} failed), "
             f"{t.cache_hits} answered from cache; tokens: {t.usage.prompt_tokens} prompt "

@@ -10,6 +10,7 @@ API (used by `ChatBackend` and by the FEAB evaluator)::
     key = request_key({...})                 # sha256 of the canonical JSON of everything that shapes the answer
     cache.get(key) -> dict | None            # the stored JSON value
     cache.put(key, value: dict)              # insert or replace, committed at once
+    cache.values_since(timestamp)            # values stored at or after a time.time() (all processes): run totals
     len(cache); cache.close()
 
 The key is computed by the caller from the model, the endpoint, the full request content (an image enters through
@@ -24,6 +25,8 @@ import json
 import os
 import sqlite3
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +66,12 @@ class RequestCache:
             conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # durable across process kills; WAL keeps it consistent
-            conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)"
+            )
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(responses)")}
+            if "created" not in columns:  # a cache written before timestamps were kept
+                conn.execute("ALTER TABLE responses ADD COLUMN created REAL")
             self._conn = conn
         return self._conn
 
@@ -75,7 +83,15 @@ class RequestCache:
     def put(self, key: str, value: dict[str, Any]) -> None:
         text = json.dumps(value, ensure_ascii=False)
         with self._lock:
-            self._connection().execute("INSERT OR REPLACE INTO responses (key, value) VALUES (?, ?)", (key, text))
+            self._connection().execute(
+                "INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)", (key, text, time.time())
+            )
+
+    def values_since(self, timestamp: float) -> Iterator[dict[str, Any]]:
+        """Values stored at or after `timestamp` by any process: what a run (with all its workers) fetched."""
+        with self._lock:
+            rows = self._connection().execute("SELECT value FROM responses WHERE created >= ?", (timestamp,)).fetchall()
+        return (json.loads(text) for (text,) in rows)
 
     def __len__(self) -> int:
         with self._lock:

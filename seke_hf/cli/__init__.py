@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 
-COMMANDS: tuple[str, ...] = ("build", "annotate", "publish", "evaluate", "simulate")
+COMMANDS: tuple[str, ...] = ("demo", "build", "annotate", "publish", "evaluate", "simulate")
 """Subcommand modules, in the order `seke-hf --help` lists them."""
 
 
@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(message)s")
+    # Our own progress messages at INFO; third-party libraries (httpx logs every request) only from WARNING.
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s")
+    logging.getLogger("seke_hf").setLevel(logging.DEBUG if args.debug else logging.INFO)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

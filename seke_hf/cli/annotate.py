@@ -3,6 +3,7 @@
     seke-hf annotate --data imagefolder:faces/ --out annotated/ --model gpt-4o
     seke-hf annotate --data saved_rafdb/ --out rafdb_feid/ --base-url http://127.0.0.1:8000/v1 --max-samples 8
     seke-hf annotate --data org/faces --split train --out faces_annotated/
+    seke-hf annotate --data rafdb --data-dir /data/RAF-DB --config basic --out rafdb_annotated/
 
 The API key comes from OPENAI_API_KEY (never from the command line, where it would land in shell histories).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -30,9 +32,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", required=True, help="imagefolder:DIR, a dataset saved with save_to_disk, or a Hub id")
+    p.add_argument(
+        "--data", required=True, help="imagefolder:DIR, a dataset saved with save_to_disk, a Hub id or a corpus name"
+    )
     p.add_argument("--out", required=True, help="folder to save the annotated dataset to (save_to_disk)")
     p.add_argument("--split", default=None, help="only this split (default: all)")
+    p.add_argument("--config", default=None, help="builder config, for a Hub id or a registered corpus name")
+    p.add_argument("--data-dir", default=None, help="raw corpus folder, for a registered corpus name (e.g. rafdb)")
     p.add_argument("--limit", type=int, default=None, help="only the first N rows of each split (dry runs)")
     p.add_argument("--model", default="gpt-4o")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: OPENAI_BASE_URL or OpenAI)")
@@ -82,7 +88,10 @@ def load_data(
 def run(args: argparse.Namespace) -> int:
     from seke_hf.annotate import SVUAMCAnnotator
 
-    data = load_data(args.data, args.split)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request otherwise
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    started = time.time()
+    data = load_data(args.data, args.split, config=args.config, data_dir=args.data_dir)
     annotator = SVUAMCAnnotator(
         model=args.model,
         base_url=args.base_url,
@@ -112,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
             desc=f"SV-UAMC {name}",
         )
         logger.info("%s: %s", name, report(out[name]))
-    logger.info("usage (this process): %s", annotator.usage_summary())
+    fetched = annotator.backend.fetched_since(started)  # every process's answers, num_proc workers included
+    fetched.cache_hits = max(sum(sum(ds["requests"]) for ds in out.values()) - fetched.requests, 0)
+    logger.info("usage: %s", annotator.backend.summary(fetched))
     annotator.close()
     os.makedirs(args.out, exist_ok=True)
     out.save_to_disk(args.out)

@@ -70,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.progress:
         datasets.disable_progress_bars()
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the progress
     sources = tuple(s.strip() for s in args.corpora.split(",") if s.strip())
     unknown = set(sources) - set(CORPORA)
     if unknown:

@@ -119,17 +119,17 @@ def _fill(schema: Any, root: Mapping[str, Any], sample: Sample, spec: AnswerSpec
         items = resolve_ref(schema.get("items", {}), root)
         if lowered in AU_LIST_NAMES or lowered in EXPRESSION_NAMES:
             if lowered in EXPRESSION_NAMES:
-                values = [_expression(sample, spec, items)]
+                values = [_expression(sample, spec)]
             elif items.get("type") == "object" or "properties" in items:  # [{"au": "AU12", "present": true}]
                 values = [_au_object(sample, au, spec, items, root) for au in sample.action_units]
             else:
-                values = [_au_spelling(au, spec, items) for au in sample.action_units]
+                values = [_au_spelling(au, spec) for au in sample.action_units]
             max_items = schema.get("maxItems")
             return values[:max_items] if isinstance(max_items, int) else values
         return [_fill(items, root, sample, spec, name) for _ in range(int(schema.get("minItems", 0)))]
     if kind == "string":
         if lowered in EXPRESSION_NAMES:
-            return _expression(sample, spec, schema)
+            return _expression(sample, spec)
         if "enum" in schema:
             return schema["enum"][0]
         return describe(sample, description_level(name))
@@ -161,13 +161,13 @@ def _text(schema: Any, root: Mapping[str, Any], sample: Sample, spec: AnswerSpec
     return _fill(schema, root, sample, spec, name)
 
 
-def _expression(sample: Sample, spec: AnswerSpec, schema: Mapping[str, Any]) -> str:
+def _expression(sample: Sample, spec: AnswerSpec) -> str:
     if spec.expressions and sample.expression in spec.expressions:
         return spec.expressions[sample.expression]
     return sample.expression
 
 
-def _au_spelling(au: str, spec: AnswerSpec, items: Mapping[str, Any]) -> str:
+def _au_spelling(au: str, spec: AnswerSpec) -> str:
     return spec.aus[au] if spec.aus and au in spec.aus else au
 
 
@@ -180,7 +180,7 @@ def _au_object(sample: Sample, au: str, spec: AnswerSpec, items: Mapping[str, An
         kind = next((k for k in kind if k != "null"), "string") if isinstance(kind, list) else kind
         enum = prop.get("enum")
         if kind == "string" and ((enum and any(safe_au(v) in AUS for v in enum)) or key.lower() in _AU_NAME_KEYS):
-            obj[key] = _au_spelling(au, spec, prop)
+            obj[key] = _au_spelling(au, spec)
         elif kind == "string":
             obj[key] = enum[0] if enum else f"{ACTION_UNITS[au].facs_name.lower()} ({au})"
         else:
