@@ -20,6 +20,7 @@ import multiprocessing
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -185,14 +186,15 @@ def main() -> None:
             f"{a['auroc']:.2f} | {stats['requests'] / n:.2f} | {stats['choices'] / n:.2f} | "
             f"{stats['choices'] / base[1]['choices']:.2f} | ${cost / n * 1000:.2f} | {cost / base[2]:.2f} |"
         )
-    statuses = {
-        name: dict(zip(*np.unique(r[3]["status"], return_counts=True), strict=True)) for name, r in results.items()
-    }
+    statuses = {name: dict(Counter(r[3]["status"])) for name, r in results.items()}
     print(f"\nstatuses: {statuses}")
 
     print("\nthroughput, 200 ms simulated latency:\n")
-    print("| concurrency | rows | requests | seconds | rows/s | requests/s | ideal requests/s | cached re-run rows/s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| concurrency | batch size | rows | requests | seconds | rows/s | requests/s | ideal requests/s "
+        "| cached re-run rows/s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     tp_hidden = make_data(args.throughput_rows, args.seed + 1)[1]
     # The server runs in its own process, as a real endpoint would: it must not share the client's interpreter lock.
     context = multiprocessing.get_context("spawn")
@@ -201,16 +203,16 @@ def main() -> None:
     server.start()
     base_url = f"http://127.0.0.1:{ports.get(timeout=120)}/v1"
     try:
-        for concurrency in (32, 64):
-            cache = work / f"tp{concurrency}"
+        rows = len(tp_hidden)
+        for concurrency, batch_size in ((32, 32), (32, rows), (64, rows)):
+            cache = work / f"tp{concurrency}-{batch_size}"
             before = requests_at(base_url)
-            seconds = timed_run(tp_hidden, base_url, cache, concurrency, batch_size=len(tp_hidden))
+            seconds = timed_run(tp_hidden, base_url, cache, concurrency, batch_size)
             sent = requests_at(base_url) - before
             cached_seconds = timed_run(tp_hidden, base_url, cache, concurrency, batch_size=64)
             assert requests_at(base_url) - before == sent, "a cached re-run sent requests"
-            rows = len(tp_hidden)
             print(
-                f"| {concurrency} | {rows} | {sent} | {seconds:.2f} | {rows / seconds:.1f} | "
+                f"| {concurrency} | {batch_size} | {rows} | {sent} | {seconds:.2f} | {rows / seconds:.1f} | "
                 f"{sent / seconds:.1f} | {concurrency / 0.2:.0f} | {rows / cached_seconds:.0f} |"
             )
     finally:

@@ -1,23 +1,25 @@
-"""How fast does a raw AffectNet-like tree become a unified Arrow dataset, and at what memory?
+"""How fast does a raw corpus tree become a unified Arrow dataset, and at what memory?
 
-Generates (once, reused through `--work`) classic AffectNet trees of realistic web images (400-600 px JPEGs of
-30-60 KB, each file unique) and measures, each in a fresh subprocess so that peak RSS is clean:
+Generates (once, reused through `--work`) a classic AffectNet tree of realistic web images (400-600 px JPEGs of
+30-60 KB, each file unique), or an Aff-Wild2 tree (`--corpus affwild2`: four long videos of 112 px crops with VA,
+EXPR and AU files), and measures, each in a fresh subprocess so that peak RSS is clean:
 
-  read        plain Python reading every listed file's bytes (the disk limit, no Arrow written)
-  imagefolder datasets.load_dataset("imagefolder") on the same images
-  full        our loader, config "full" (bytes passed through, labels parsed, Arrow written)
-  cropped     our loader, config "cropped" (every image decoded, cropped, re-encoded)
+  read        plain Python reading every image file's bytes (the disk limit, no Arrow written)
+  imagefolder datasets' "imagefolder" on the same images (it stores their paths, not their bytes)
+  full        our AffectNet loader, config "full" (bytes passed through, labels parsed, Arrow written)
+  cropped     our AffectNet loader, config "cropped" (every image decoded, cropped, re-encoded)
+  frames      our Aff-Wild2 loader (three tasks merged per frame, bytes passed through)
 
-imagefolder and our loader are timed building their Arrow cache (`builder.download_and_prepare()`), in one process.
+imagefolder and our loaders are timed building their Arrow cache (`builder.download_and_prepare()`).
 
-    python bench/convert.py --repeat 2            # sizes 5000 and 20000, work dir /tmp/seke_bench
+    python bench/convert.py --repeat 2            # AffectNet, 5000 and 20000 images, work dir /tmp/seke_bench
+    python bench/convert.py --corpus affwild2 --sizes 5000 40000
     python bench/convert.py --sizes 2000 --work /tmp/seke_bench_small
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import io
 import json
@@ -32,7 +34,8 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
-KINDS = ("read", "imagefolder", "full", "cropped")
+KINDS = {"affectnet": ("read", "imagefolder", "full", "cropped"), "affwild2": ("read", "imagefolder", "frames")}
+VIDEOS = 4
 BASE_IMAGES = 32
 """Distinct base pictures; every file is one of them with a unique comment segment (so no two files are equal)."""
 IMAGES = Path("Manually_Annotated", "Manually_Annotated_Images")
@@ -44,7 +47,6 @@ IMAGES = Path("Manually_Annotated", "Manually_Annotated_Images")
 def base_images(seed: int = 0) -> list[tuple[bytes, tuple[int, int, int, int], str]]:
     """(JPEG bytes, face box, expression) of web-like pictures with photographic noise, 400-600 px."""
     from seke_hf.loading_scripts.affectnet import AFFECTNET_EXPRESSIONS
-
     from seke_hf.synthetic.affectnet import web_image
     from seke_hf.synthetic.faces import seed_of
 
@@ -72,7 +74,6 @@ def unique_jpeg(base: bytes, index: int) -> bytes:
 def write_pool(pool: Path, count: int) -> None:
     """`count` unique images and their CSV rows in `pool` (extended, never rewritten, across runs)."""
     from seke_hf.loading_scripts.affectnet import AFFECTNET_EXPRESSIONS
-
     from seke_hf.synthetic.affectnet import classic_csv_line, landmarks_in
 
     pool.mkdir(parents=True, exist_ok=True)
@@ -113,6 +114,44 @@ def make_tree(work: Path, size: int) -> Path:
     return tree
 
 
+def make_affwild2_tree(work: Path, size: int) -> Path:
+    """`VIDEOS` videos of `size // VIDEOS` frames each, every frame labelled in all three tasks (ABAW5 layout)."""
+    from seke_hf.synthetic.affwild2 import ABAW_AUS, EDITIONS, EXPR_CLASSES
+    from seke_hf.synthetic.faces import face_bytes, seed_of
+
+    tree = work / f"affwild2_{size}"
+    if (tree / "complete").exists():
+        return tree
+    folder, task_folders, _ = EDITIONS["abaw5"]
+    bases = [face_bytes(seed_of("bench", i), size=(112, 112)) for i in range(BASE_IMAGES)]
+    rng = np.random.default_rng(0)
+    per_video = size // VIDEOS
+    for v in range(VIDEOS):
+        video = f"{v}-30-640x360"
+        (tree / "cropped_aligned" / video).mkdir(parents=True, exist_ok=True)
+        for k in range(1, per_video + 1):
+            (tree / "cropped_aligned" / video / f"{k:05d}.jpg").write_bytes(unique_jpeg(bases[k % BASE_IMAGES], k))
+        va = rng.uniform(-1, 1, size=(per_video, 2)).round(3)
+        lines = {
+            "VA": ["valence,arousal", *(f"{a},{b}" for a, b in va)],
+            "EXPR": [",".join(EXPR_CLASSES), *map(str, rng.integers(0, len(EXPR_CLASSES), size=per_video))],
+            "AU": [
+                ",".join(ABAW_AUS),
+                *(",".join(map(str, r)) for r in rng.integers(0, 2, (per_video, len(ABAW_AUS)))),
+            ],
+        }
+        for task, text in lines.items():
+            path = tree / folder / task_folders[task] / "Train_Set" / f"{video}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n".join(text) + "\n")
+    (tree / "complete").touch()
+    return tree
+
+
+def image_dir(tree: Path) -> Path:
+    return tree / "cropped_aligned" if (tree / "cropped_aligned").is_dir() else tree / IMAGES
+
+
 # -- one measurement (run in its own process) --------------------------------------------------------------------
 
 
@@ -129,16 +168,13 @@ def measure(kind: str, tree: Path) -> dict[str, float]:
     start = time.perf_counter()
     try:
         if kind == "read":
-            n = 0
-            with open(tree / "Manually_Annotated_file_lists" / "training.csv", newline="") as f:
-                rows = csv.reader(f)
-                next(rows)
-                for row in rows:
-                    n += len((tree / IMAGES / row[0]).read_bytes()) > 0
+            n = sum(len(path.read_bytes()) > 0 for path in sorted(image_dir(tree).rglob("*.jpg")))
         else:  # build the Arrow cache only: loading it would memory-map the result and count its pages as RSS
             if kind == "imagefolder":
-                builder = datasets.load_dataset_builder("imagefolder", data_dir=str(tree / IMAGES), drop_labels=True,
+                builder = datasets.load_dataset_builder("imagefolder", data_dir=str(image_dir(tree)), drop_labels=True,
                                                         cache_dir=cache)  # fmt: skip
+            elif kind == "frames":
+                builder = datasets.load_dataset_builder("affwild2", data_dir=str(tree), cache_dir=cache)
             else:
                 builder = datasets.load_dataset_builder("affectnet", kind, data_dir=str(tree), cache_dir=cache)
             builder.download_and_prepare()
@@ -171,9 +207,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "seke_bench")
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000])
-    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--corpus", choices=sorted(KINDS), default="affectnet")
     parser.add_argument("--repeat", type=int, default=1, help="best of N interleaved runs per method")
-    parser.add_argument("--measure", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--measure", choices=sorted({k for kinds in KINDS.values() for k in kinds}), help=argparse.SUPPRESS
+    )
     parser.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -183,11 +221,11 @@ def main() -> None:
     print("| images | MB | method | rows/s | seconds | peak RSS MB (imports) | time / read | time / imagefolder |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|")
     for size in sorted(args.sizes):
-        tree = make_tree(args.work, size)
-        megabytes = sum(p.stat().st_size for p in (tree / IMAGES).rglob("*.jpg")) / 1e6  # also warms the page cache
+        tree = (make_tree if args.corpus == "affectnet" else make_affwild2_tree)(args.work, size)
+        megabytes = sum(p.stat().st_size for p in image_dir(tree).rglob("*.jpg")) / 1e6
         results: dict[str, dict[str, float]] = {}
         for _ in range(args.repeat):  # interleaved, best of N: a shared machine's load drifts
-            for kind in args.kinds:
+            for kind in KINDS[args.corpus]:
                 r = run(kind, tree)
                 if kind not in results or r["seconds"] < results[kind]["seconds"]:
                     results[kind] = r

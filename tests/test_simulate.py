@@ -504,12 +504,9 @@ def _label_all_greedy(truth, faces):
 # ---------------------------------------------------------------------- the command line
 @contextlib.contextmanager
 def _cli(*args: str):
-    """`seke-hf simulate ARGS` in a subprocess (through the subcommand's own parser); yields its stdout lines so far."""
-    script = (
-        "import argparse, sys; from seke_hf.cli import simulate; p = argparse.ArgumentParser(); "
-        "simulate.add_parser(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
-    )
-    process = subprocess.Popen([sys.executable, "-c", script, "simulate", *args], stdout=subprocess.PIPE, text=True)
+    """`seke-hf simulate ARGS` in a subprocess; yields its stdout lines up to the one saying where it serves."""
+    command = [sys.executable, "-m", "seke_hf", "simulate", *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         lines = []
         while not lines or "serving" not in lines[-1]:
@@ -528,7 +525,7 @@ def _base_url(line: str) -> str:
 def test_cli_serves_a_truth_file(tmp_path, truth):
     path = tmp_path / "truth.jsonl"
     truth.save(path)
-    with _cli("--truth", str(path), "--port", "0", "--max-n", "1") as lines:
+    with _cli("--truth", str(path), "--port", "0", "--max-n", "1", "--noise", "expression_error=0.1,0.5") as lines:
         assert f"knows {N_FACES} faces" in lines[-1]
         with openai.OpenAI(base_url=_base_url(lines[-1]), api_key="sim", max_retries=0) as client:
             assert [m.id for m in client.models.list()] == ["seke-sim-vllm"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -75,6 +76,22 @@ def test_sampling_schedule_stops_when_decided_or_at_the_budget():
     assert svuamc.next_round(svuamc.aggregate(hard * 2, ALL, config), config) == 2  # 8 drawn, 10 allowed
     assert svuamc.next_round(svuamc.aggregate(hard * 3, ALL, config), config) == 0
     assert svuamc.next_round(svuamc.aggregate(easy, (), config), config) == 0  # nothing asked
+
+
+def test_projected_rounds_draw_what_the_lead_needs_in_one_request():
+    lead = svuamc.aggregate([Sample("anger")] * 3 + [Sample("disgust")], (EXPRESSION,), CONFIG)
+    k = svuamc.next_round(lead, CONFIG)
+    assert 4 < k < 12
+    total = 4 + k  # at the same 3:1 share, that many votes pass the rule, one fewer does not
+    assert svuamc.prob_greater(3 * total // 4, -(-total // 4)) >= CONFIG.confidence
+    assert svuamc.prob_greater(3 * (total - 1) // 4, -(-(total - 1) // 4)) < CONFIG.confidence
+    tie = svuamc.aggregate([Sample("anger"), Sample("disgust")] * 2, (EXPRESSION,), CONFIG)
+    assert svuamc.next_round(tie, CONFIG) == 12  # no lead to project: straight to the budget
+    noisy_va = svuamc.aggregate(
+        [Sample(valence=v, arousal=0.0) for v in (0.1, 0.5, -0.2, 0.3)], (VALENCE_AROUSAL,), CONFIG
+    )
+    sd = svuamc._sd([0.1, 0.5, -0.2, 0.3])
+    assert 4 + svuamc.next_round(noisy_va, CONFIG) == min(16, math.ceil((sd / CONFIG.va_tolerance) ** 2))
 
 
 def test_adaptive_sampling_spends_on_hard_examples_only():

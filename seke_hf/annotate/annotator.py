@@ -393,7 +393,7 @@ class SVUAMCAnnotator:
             for level in LEVELS:
                 if level not in row.missing:
                     prov[level], unc[level] = "human", None
-                    desc[level] = result.description
+                    desc[level] = result.description if result.status == "accepted" else None
                 elif level in generated:
                     prov[level], unc[level] = "generated", float(generated[level].uncertainty)
                     desc[level] = generated[level].description

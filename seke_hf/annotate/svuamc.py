@@ -3,8 +3,9 @@
 Our reading of the method of SEKE (arXiv 2505.18168; the paper body with its exact rule is not public), with every
 constant a field of `SVUAMCConfig`:
 
-1. Sampling is adaptive. A first request draws `min_samples` choices; further rounds of `round_samples` are drawn
-   only while a requested level is undecided, up to `max_samples`.
+1. Sampling is adaptive. A first request draws `min_samples` choices; further rounds are drawn only while a
+   requested level is undecided, up to `max_samples`, each as large as the vote shares seen so far say is needed
+   (or `round_samples` choices).
 2. Decided means, for the expression, the Beta stopping rule of Adaptive-Consistency (Aggarwal et al., EMNLP 2023,
    arXiv 2305.11860): with top-two vote counts v1 > v2 and p1/(p1 + p2) ~ Beta(v1 + 1, v2 + 1), stop once
    P(p1 > p2) >= `confidence`. Each AU is decided the same way on its yes/no votes (its share decisively above or
@@ -46,7 +47,7 @@ EXPRESSION, VALENCE_AROUSAL, ACTION_UNITS = "expression", "valence_arousal", "au
 class SVUAMCConfig:
     min_samples: int = 4
     max_samples: int = 16
-    round_samples: int | None = None  # choices per extra round; None: min_samples
+    round_samples: int | None = None  # choices per extra round; None: sized by projection (`projected_samples`)
     confidence: float = 0.95
     au_confidence: float | None = 0.8  # per-AU stopping confidence (17 AUs must all be decided); None: `confidence`
     va_tolerance: float = 0.08
@@ -210,14 +211,67 @@ def aggregate(samples: Sequence[Sample | None], levels: Iterable[str], config: S
 
 
 def next_round(agg: Aggregate, config: SVUAMCConfig) -> int:
-    """How many more choices to draw (0: stop): a round while some level is undecided and budget remains."""
+    """How many more choices to draw (0: stop): a round while some level is undecided and budget remains.
+
+    With `round_samples=None` the round is sized by projection: as many choices as the undecided levels need to be
+    decided if the vote shares (or the sample spread) seen so far hold, so a clear 3-to-1 lead is settled in one
+    more request rather than several (each request re-sends the image and costs a round trip).
+    """
     if not agg.levels:
         return 0
     if agg.samples == 0:
         return config.min_samples
-    if not agg.undecided or agg.samples >= config.max_samples:
+    remaining = config.max_samples - agg.samples
+    if not agg.undecided or remaining <= 0:
         return 0
-    return min(config.round_samples or config.min_samples, config.max_samples - agg.samples)
+    if config.round_samples is not None:
+        return min(config.round_samples, remaining)
+    return min(max(projected_samples(agg, config) - agg.samples, 1), remaining)
+
+
+def projected_samples(agg: Aggregate, config: SVUAMCConfig) -> int:
+    """Total choices the undecided levels would need if their current shares held (capped at `max_samples`)."""
+    cap = config.max_samples
+    needed = agg.samples
+    if agg.expression is not None and not agg.expression.decided:
+        ranked = [*sorted(agg.expression.counts.values(), reverse=True), 0, 0]
+        needed = max(needed, _votes_needed(ranked[0], ranked[1], config.confidence, cap))
+    if agg.aus is not None and agg.aus.votes and not agg.aus.decided:
+        m = agg.aus.votes
+        for au in agg.aus.undecided:
+            k = round(agg.aus.shares[au] * m)
+            needed = max(
+                needed, _votes_needed(max(k, m - k), min(k, m - k), config.au_confidence or config.confidence, cap)
+            )
+    if agg.va is not None and agg.va.votes > 1 and not agg.va.decided:
+        spread = agg.va.standard_error * math.sqrt(agg.va.votes)
+        needed = max(needed, math.ceil((spread / config.va_tolerance) ** 2))
+    votes = max((v for v in _vote_counts(agg) if v), default=0)
+    if votes and votes < agg.samples:  # some choices were unusable: expect the same share again
+        needed = math.ceil(needed * agg.samples / votes)
+    return min(needed, cap)
+
+
+def _votes_needed(lead: int, behind: int, confidence: float, cap: int) -> int:
+    """Smallest total n <= cap at which the same lead share would pass the Beta rule (cap if none)."""
+    total = lead + behind
+    if total == 0 or lead <= behind:
+        return cap
+    for n in range(total + 1, cap + 1):
+        if prob_greater(lead * n // total, -(-behind * n // total)) >= confidence:  # lead rounded down, behind up
+            return n
+    return cap
+
+
+def _vote_counts(agg: Aggregate) -> list[int]:
+    counts = []
+    if agg.expression is not None:
+        counts.append(sum(agg.expression.counts.values()))
+    if agg.aus is not None:
+        counts.append(agg.aus.votes)
+    if agg.va is not None:
+        counts.append(agg.va.votes)
+    return counts
 
 
 # -- verification and acceptance ---------------------------------------------------------------------------------------

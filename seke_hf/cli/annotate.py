@@ -51,7 +51,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-concurrency", type=int, default=32)
     p.add_argument("--image-max-side", type=int, default=512)
     p.add_argument("--cache-dir", default=None, help="request cache (default: SEKE_HF_CACHE or ~/.cache/seke_hf)")
-    p.add_argument("--batch-size", type=int, default=64, help="rows annotated concurrently per map batch")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=256,
+        help="rows per map batch, annotated concurrently; several times --max-concurrency keeps requests flowing "
+        "while the batch's slowest rows finish their extra rounds",
+    )
     p.add_argument("--num-proc", type=int, default=None)
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=run)

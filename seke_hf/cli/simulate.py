@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from seke_hf.cli import CLIError
+
 EPILOG = """\
 examples:
   # build the truth from a labelled corpus once, then serve it
@@ -37,6 +39,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--api-key", default=None, help="require this bearer key (default: accept any)")
     noise = parser.add_argument_group("noise model")
     noise.add_argument("--seed", type=int, default=0, help="seed of the per-image beliefs")
+    noise.add_argument(
+        "--noise",
+        action="append",
+        default=[],
+        metavar="NAME=RATE[,HARD]",
+        help="set a noise-model rate, e.g. --noise expression_error=0.05,0.5 (see seke_hf.simulate.noise)",
+    )
     faults = parser.add_argument_group("faults and provider behaviour")
     for kind in ("rate-limit", "server-error", "timeout", "truncate", "refusal"):
         faults.add_argument(f"--{kind}", type=float, default=0.0, metavar="RATE", help=f"{kind} fault rate")
@@ -54,14 +63,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from seke_hf.simulate import DEFAULT_MODEL, SimulatedVLLM, TruthTable, truth_from_dataset
 
+    noise = dict(_noise_setting(text) for text in args.noise)
     if args.truth is not None:
         truth = TruthTable.load(args.truth)
     elif args.corpus is not None:
         if args.data_dir is None:
-            raise ValueError("--corpus needs --data-dir (the folder of your copy of the corpus)")
+            raise CLIError("--corpus needs --data-dir (the folder of your copy of the corpus)")
         truth = truth_from_dataset(_rows(args.corpus, args.data_dir, args.split))
     else:
-        raise ValueError("give the truth: --truth truth.jsonl, or --corpus NAME --data-dir DIR")
+        raise CLIError("give the truth: --truth truth.jsonl, or --corpus NAME --data-dir DIR")
     if args.save_truth is not None:
         truth.save(args.save_truth)
         print(f"wrote {len(truth)} truth entries to {args.save_truth}", flush=True)
@@ -82,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         timeout_delay=args.timeout_delay,
         max_n=args.max_n,
         structured_output=not args.no_structured_output,
+        **noise,
     )
     server.start()
     print(
@@ -91,6 +102,20 @@ def run(args: argparse.Namespace) -> int:
     )
     server.serve_forever()
     return 0
+
+
+def _noise_setting(text: str) -> tuple[str, Any]:
+    from seke_hf.simulate import NoiseModel
+
+    name, _, value = text.partition("=")
+    names = sorted(NoiseModel.field_names() - {"seed"})
+    if name not in names or not value:
+        raise CLIError(f"--noise {text!r}: expected NAME=VALUE with NAME one of {', '.join(names)}")
+    try:
+        numbers = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise CLIError(f"--noise {text!r}: the value must be a number or two numbers separated by a comma") from None
+    return name, numbers[0] if len(numbers) == 1 else numbers
 
 
 def _rows(corpus: str, data_dir: Path, split: str | None) -> Any:
