@@ -191,10 +191,10 @@ def main() -> None:
 
     print("\nthroughput, 200 ms simulated latency:\n")
     print(
-        "| concurrency | batch size | rows | requests | seconds | rows/s | requests/s | ideal requests/s "
+        "| concurrency | batch size | prefetch | rows | requests | seconds | rows/s | requests/s | ideal requests/s "
         "| cached re-run rows/s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     tp_hidden = make_data(args.throughput_rows, args.seed + 1)[1]
     # The server runs in its own process, as a real endpoint would: it must not share the client's interpreter lock.
     context = multiprocessing.get_context("spawn")
@@ -204,15 +204,22 @@ def main() -> None:
     base_url = f"http://127.0.0.1:{ports.get(timeout=120)}/v1"
     try:
         rows = len(tp_hidden)
-        for concurrency, batch_size in ((32, 32), (32, rows), (64, rows)):
-            cache = work / f"tp{concurrency}-{batch_size}"
+        for concurrency, batch_size, prefetch in (
+            (32, 32, False),
+            (32, rows, False),
+            (64, rows, False),
+            (32, 32, True),
+            (64, 32, True),
+        ):
+            cache = work / f"tp{concurrency}-{batch_size}-{prefetch}"
             before = requests_at(base_url)
-            seconds = timed_run(tp_hidden, base_url, cache, concurrency, batch_size)
+            seconds = timed_run(tp_hidden, base_url, cache, concurrency, batch_size, prefetch)
             sent = requests_at(base_url) - before
             cached_seconds = timed_run(tp_hidden, base_url, cache, concurrency, batch_size=64)
             assert requests_at(base_url) - before == sent, "a cached re-run sent requests"
             print(
-                f"| {concurrency} | {batch_size} | {rows} | {sent} | {seconds:.2f} | {rows / seconds:.1f} | "
+                f"| {concurrency} | {batch_size} | {'yes' if prefetch else 'no'} | {rows} | {sent} | {seconds:.2f} | "
+                f"{rows / seconds:.1f} | "
                 f"{sent / seconds:.1f} | {concurrency / 0.2:.0f} | {rows / cached_seconds:.0f} |"
             )
     finally:
@@ -231,9 +238,13 @@ def requests_at(base_url: str) -> int:
         return json.load(response)["requests"]
 
 
-def timed_run(data: datasets.Dataset, base_url: str, cache: Path, concurrency: int, batch_size: int) -> float:
+def timed_run(
+    data: datasets.Dataset, base_url: str, cache: Path, concurrency: int, batch_size: int, prefetch: bool = False
+) -> float:
     annotator = SVUAMCAnnotator(base_url=base_url, cache_dir=str(cache), max_concurrency=concurrency, progress=False)
     start = time.perf_counter()
+    if prefetch:
+        annotator.prefetch(data)
     data.map(annotator, batched=True, batch_size=batch_size, load_from_cache_file=False)
     seconds = time.perf_counter() - start
     annotator.close()

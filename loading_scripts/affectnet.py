@@ -156,14 +156,14 @@ class Affectnet(CorpusBuilder):
                 skips.add("degenerate face box", rel)
                 continue
             path = Path(image_dir, rel)
-            if not path.is_file():
-                skips.add("missing image", path)
-                continue
             try:
                 if self.config.crop:
                     row["image"] = crop_face(path, box, parse_landmarks(landmarks), name=rel)
                 else:
                     row["image"] = image_payload(path, root)
+            except FileNotFoundError:
+                skips.add("missing image", path)
+                continue
             except UnreadableImage:
                 skips.add("unreadable image", path)
                 continue

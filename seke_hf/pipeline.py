@@ -128,6 +128,7 @@ def annotate_all(
         for kind, ds in built.items():
             # Undecoded images: the annotator reads the bytes, and the faces are written back untouched.
             raw = ds.cast_column("image", datasets.Image(decode=False))
+            annotator.prefetch(raw)  # keeps max_concurrency busy across map's batch boundaries
             annotated[kind] = raw.map(
                 annotator,
                 batched=True,

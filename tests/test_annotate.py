@@ -110,6 +110,16 @@ def test_plain_image_dataset_without_label_columns(server, full, tmp_path):
     assert sum(row["expression"] == truth["expression"] for row, truth in accepted) >= len(accepted) - 1
 
 
+def test_a_corrupt_image_fails_its_row_only_and_is_named(server, full, tmp_path):
+    good = full.select(range(2)).cast_column("image", datasets.Image(decode=False))
+    cells = [*good["image"], {"bytes": b"not an image", "path": "faces/broken.jpg"}]
+    ds = datasets.Dataset.from_dict({"image": cells}, features=datasets.Features({"image": datasets.Image()}))
+    out = annotate(ds, annotator(server, tmp_path))
+    assert "failed" not in out["status"][:2] and out["status"][2] == "failed"
+    assert "faces/broken.jpg" in out["status_reason"][2]
+    assert set(out["provenance"][2].values()) == {"missing"}
+
+
 def test_rerun_is_served_from_the_cache_with_identical_output(server, partial, tmp_path):
     first = annotate(partial, annotator(server, tmp_path))
     sent = server.stats()["requests"]
@@ -244,3 +254,27 @@ def test_a_killed_run_resumes_without_sending_any_request_twice(full, partial, t
         assert server.stats()["requests"] == total - stored  # every stored answer reused, nothing repeated
     resumed = datasets.load_from_disk(str(tmp_path / "resumed"))
     assert resumed.to_list() == clean.to_list()
+
+
+def test_prefetch_runs_ahead_of_map_without_repeating_a_request(full, partial, tmp_path):
+    with SimulatedVLLM(truth=full, latency=0.05) as server:
+        plain = annotate(partial, annotator(server, tmp_path / "plain"), batch_size=4)
+        needed = server.stats()["requests"]
+        server.reset_stats()
+        ann = annotator(server, tmp_path / "prefetched", max_concurrency=8)
+        ann.prefetch(partial)
+        prefetched = annotate(partial, ann, batch_size=4)
+        sent = server.stats()["requests"]
+        joined = ann.backend.tally.cache_hits  # map's requests answered by the prefetch (in flight or cached)
+        ann.close()
+    assert prefetched.to_list() == plain.to_list()
+    assert sent == needed and joined >= needed
+
+
+def test_identical_rows_in_a_batch_share_their_requests(server, partial, tmp_path):
+    one = partial.select([0])
+    single = annotate(one, annotator(server, tmp_path / "one"))
+    server.reset_stats()
+    tripled = annotate(partial.select([0, 0, 0]), annotator(server, tmp_path / "three"))
+    assert server.stats()["requests"] == single["requests"][0]
+    assert tripled.to_list() == single.to_list() * 3

@@ -10,8 +10,10 @@ never overwritten), `provenance`, `uncertainty`, `descriptions` (structs keyed `
 pass through untouched.
 
 Rows of a batch are annotated concurrently on an event loop owned by the annotator (its own thread, so it also
-works inside notebooks). Every answer is cached on disk (`cache.RequestCache`), so a re-run, or a run resumed after a
-crash, sends no request twice; a `failed` row is retried by the next run.
+works inside notebooks). `map` waits for each batch's slowest row, so use batches several times `max_concurrency`,
+or call `annotator.prefetch(ds)` first to keep requests flowing across batches. Every answer is cached on disk
+(`cache.RequestCache`), so a re-run, or a run resumed after a crash, sends no request twice; a `failed` row is
+retried by the next run.
 
 Pickling keeps only configuration: the client, loop and cache connection are re-created lazily. The `datasets`
 fingerprint hashes what shapes the outputs (model, endpoint, prompts, sampling and verification settings, versions)
@@ -46,15 +48,15 @@ from seke_hf.schema import AUS, EXPRESSIONS, LEVELS, NOT_ANNOTATED
 
 logger = logging.getLogger(__name__)
 
+_PREFETCH_CHUNK = 64
+"""Rows read from Arrow at a time by `prefetch`."""
+
 VERIFY_ROUND = -1
 """`sample_round` of the verification request in its cache key."""
 
 SEED_STRIDE = 1000
 """Seeds of successive rounds differ by this much, so a fallback to single-choice requests (seeds `s + i`) never
 reuses another round's seeds."""
-
-PROVENANCE = ("human", "generated", "missing")
-STATUSES = ("accepted", "rejected", "failed")
 
 
 @dataclass
@@ -112,8 +114,8 @@ class _Result:
 class SVUAMCAnnotator:
     """Complete the missing emotion labels of a face dataset with a vision LLM (SV-UAMC; see `svuamc`).
 
-    Sampling: `min_samples` choices first, rounds of `round_samples` (default `min_samples`) while a level is
-    undecided, at most `max_samples`, at `temperature`; decided at `confidence` (expression), `au_confidence` (each
+    Sampling: `min_samples` choices first, then rounds (sized by projection, or `round_samples` each) while a level
+    is undecided, at most `max_samples`, at `temperature`; decided at `confidence` (expression), `au_confidence` (each
     AU), `va_tolerance` (standard error of valence/arousal). `verify` sends one temperature-0 request for what stays
     contested. Acceptance: `consistency_threshold` and `reject_inconsistent` for the knowledge check,
     `max_uncertainty` per level (merged into the defaults). `knowledge` replaces the system prompt's knowledge block.
@@ -190,6 +192,8 @@ class SVUAMCAnnotator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._progress: Any = None
+        self._prefetching: Any = None
+        self._hinted = False
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -220,15 +224,55 @@ class SVUAMCAnnotator:
 
     def _run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Run on the annotator's own event loop thread (works whether or not the caller has a running loop)."""
+        self._start_loop()
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def _start_loop(self) -> None:
         with self._lock:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
                 self._thread = threading.Thread(target=self._loop.run_forever, name="seke-hf-annotator", daemon=True)
                 self._thread.start()
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def prefetch(self, dataset: datasets.Dataset, *, rows_ahead: int | None = None) -> None:
+        """Start annotating `dataset` in the background; a following `dataset.map(self, ...)` gives the same output.
+
+        Why: `map` hands rows over one batch at a time and waits for each batch's slowest row, so small batches leave
+        most of `max_concurrency` idle. Prefetching keeps up to `rows_ahead` rows (default 4 x max_concurrency) in
+        flight across batch boundaries; `map` then joins the requests in flight or reads them from the cache. It
+        sends the same requests `map` would, never twice. For single-process maps (`num_proc` workers would only
+        share what is already in the cache).
+        """
+        ahead = rows_ahead or 4 * self.runtime.max_concurrency
+        self._start_loop()
+        self._prefetching = asyncio.run_coroutine_threadsafe(self._prefetch(dataset, ahead), self._loop)
+
+    async def _prefetch(self, dataset: datasets.Dataset, rows_ahead: int) -> None:
+        names = [n for n in (self.image_column, "expression", "valence", "arousal", "aus") if n in dataset.column_names]
+        arrow = dataset.with_format("arrow").select_columns(names)
+        window = asyncio.Semaphore(rows_ahead)
+        running: set[asyncio.Task[Any]] = set()
+
+        async def one(row: _Row) -> None:
+            try:
+                await self._annotate(row)
+            finally:
+                window.release()
+
+        for start in range(0, len(dataset), _PREFETCH_CHUNK):
+            table = await asyncio.to_thread(arrow.__getitem__, slice(start, start + _PREFETCH_CHUNK))
+            columns = {name: table.column(name).to_pylist() for name in names}
+            for i in range(table.num_rows):
+                await window.acquire()
+                task = asyncio.ensure_future(one(self._read_row(columns, i)))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        await asyncio.gather(*running)
 
     def close(self) -> None:
         """Close the client, the loop and the cache connection (they reopen on next use)."""
+        if self._prefetching is not None:
+            self._prefetching.cancel()
         if self._loop is not None:
             if self._backend is not None:
                 asyncio.run_coroutine_threadsafe(self._backend.aclose(), self._loop).result()
@@ -257,6 +301,15 @@ class SVUAMCAnnotator:
             )
         batch = _read_columns(batch, (self.image_column, "expression", "valence", "arousal", "aus"))
         rows = [self._read_row(batch, i) for i in range(len(batch[self.image_column]))]
+        if not self._hinted and self._prefetching is None and len(rows) < 2 * self.runtime.max_concurrency:
+            logger.info(
+                "SV-UAMC: batches of %d rows keep at most that many requests in flight and wait for their slowest "
+                "row; batch_size=%d or more (or annotator.prefetch(ds) first) keeps max_concurrency=%d busy",
+                len(rows),
+                4 * self.runtime.max_concurrency,
+                self.runtime.max_concurrency,
+            )
+        self._hinted = True
         results = self._run(self._annotate_all(rows))
         backend = self.backend
         logger.debug("SV-UAMC batch of %d rows done; this process so far: %s", len(rows), backend.summary())
@@ -321,7 +374,8 @@ class SVUAMCAnnotator:
         try:
             image_url = await asyncio.to_thread(_image_url, row.image, self.image_max_side)
         except (OSError, ValueError, TypeError) as e:
-            return _Result("failed", f"unreadable image: {e}")
+            where = row.image.get("path") if isinstance(row.image, Mapping) else None
+            return _Result("failed", f"unreadable image{f' {where!r}' if where else ''}: {e}")
         known = prompts.known_label_lines(row.expression, row.valence, row.arousal, row.aus)
         messages = prompts.sampling_messages(self.system_prompt, row.missing, known, image_url)
         response_format = prompts.response_format(row.missing)

@@ -35,6 +35,7 @@ loop, so it is also re-created when the loop changes).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import logging
 import os
@@ -147,9 +148,10 @@ class ChatBackend:
         self._client: openai.AsyncOpenAI | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
+        self._inflight: dict[str, asyncio.Task[Completion]] = {}
 
     # -- pickling: configuration only ------------------------------------------------------------------------------
-    _RUNTIME = ("_client", "_loop", "_semaphore")
+    _RUNTIME = ("_client", "_loop", "_semaphore", "_inflight")
 
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if k not in self._RUNTIME}
@@ -159,6 +161,7 @@ class ChatBackend:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._client = self._loop = self._semaphore = None
+        self._inflight = {}
 
     @property
     def endpoint(self) -> str:
@@ -178,6 +181,7 @@ class ChatBackend:
                 api_key=api_key, base_url=self.endpoint, timeout=self.timeout, max_retries=0
             )
             self._semaphore = asyncio.Semaphore(self.max_concurrency)
+            self._inflight = {}
             self._loop = loop
         return self._client, self._semaphore
 
@@ -198,7 +202,11 @@ class ChatBackend:
         sample_round: int = 0,
         max_tokens: int | None = None,
     ) -> Completion:
-        """`n` choices for `messages`, from the cache if this exact request was answered before."""
+        """`n` choices for `messages`, from the cache if this exact request was answered before.
+
+        An identical request already in flight on this backend is joined, not sent again (duplicate images in a
+        dataset, or `SVUAMCAnnotator.prefetch` running ahead of `map`).
+        """
         key = request_key(
             {
                 "model": self.model,
@@ -212,6 +220,28 @@ class ChatBackend:
                 "sample_round": sample_round,
             }
         )
+        self._runtime()  # binds the in-flight table to this event loop
+        running = self._inflight.get(key)
+        if running is not None:
+            shared = await asyncio.shield(running)
+            self.tally.cache_hits += 1
+            self.tally.cached_usage += shared.usage
+            return dataclasses.replace(shared, from_cache=True)
+        task = asyncio.ensure_future(self._complete(key, messages, n, temperature, seed, response_format, max_tokens))
+        self._inflight[key] = task
+        task.add_done_callback(lambda done: self._inflight.pop(key) if self._inflight.get(key) is done else None)
+        return await task
+
+    async def _complete(
+        self,
+        key: str,
+        messages: list[dict[str, Any]],
+        n: int,
+        temperature: float,
+        seed: int | None,
+        response_format: dict[str, Any] | None,
+        max_tokens: int | None,
+    ) -> Completion:
         if self.cache is not None:
             stored = await asyncio.to_thread(self.cache.get, key)
             if stored is not None:

@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
             ds = ds.select(range(min(args.limit, len(ds))))
         if args.image_column not in ds.column_names:
             raise CLIError(f"split {name!r} has no column {args.image_column!r} (columns: {ds.column_names})")
+        if not args.num_proc:
+            annotator.prefetch(ds)  # keeps requests flowing across batch boundaries; map joins them
         out[name] = ds.map(
             annotator,
             batched=True,
