@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import PIL.Image
 from seke_hf.schema import empty_row, expression_index
 
 from .corpus_builder import CorpusBuilder, CorpusConfig, Skips
-from .raw_files import UnreadableImage, encode_image, find_child, image_payload, iter_files
+from .raw_files import UnreadableImage, encode_image, find_child, image_payload, iter_files, local_path
 
 # AffectNet codes -> canonical expression (corpora.md §3.1); 8 None, 9 Uncertain, 10 No-Face are not expressions.
 AFFECTNET_EXPRESSIONS = {
@@ -148,14 +147,14 @@ class Affectnet(CorpusBuilder):
                     skips.add("malformed CSV row", ",".join(fields)[:80])
                 continue
             rel, x, y, w, h, landmarks, code, valence, arousal = (fields[i].strip() for i in col)
-            row = self._labelled_row(skips, posixpath.splitext(rel)[0], code, valence, arousal)
+            row = self._labelled_row(skips, _without_suffix(rel), code, valence, arousal)
             if row is None:
                 continue
             box = _numbers((x, y, w, h))
             if box is None or box[2] <= 0 or box[3] <= 0:
                 skips.add("degenerate face box", rel)
                 continue
-            path = Path(image_dir, rel)
+            path = local_path(image_dir, rel)
             try:
                 if self.config.crop:
                     row["image"] = crop_face(path, box, parse_landmarks(landmarks), name=rel)
@@ -192,21 +191,21 @@ class Affectnet(CorpusBuilder):
     def _npy_rows(self, root: Path, skips: Skips, ids: list[str], set_dir: str) -> Iterator[dict[str, Any]]:
         folder = Path(set_dir)
         for stem in ids:
-            annotation = folder / "annotations" / stem
+            annotation = f"{set_dir}/annotations/{stem}"
             try:
-                code, valence, arousal = (_npy_scalar(Path(f"{annotation}_{kind}.npy")) for kind in NPY_KINDS)
+                code, valence, arousal = (_npy_scalar(local_path(f"{annotation}_{kind}.npy")) for kind in NPY_KINDS)
             except (OSError, ValueError) as e:
                 skips.add("unreadable annotation", f"{annotation}: {e}")
                 continue
             row = self._labelled_row(skips, f"{folder.name}/{stem}", code, valence, arousal)
             if row is None:
                 continue
-            path = folder / "images" / f"{stem}.jpg"
-            if not path.is_file():
-                skips.add("missing image", path)
-                continue
+            path = local_path(set_dir, "images", f"{stem}.jpg")
             try:
                 row["image"] = image_payload(path, root)
+            except FileNotFoundError:
+                skips.add("missing image", path)
+                continue
             except UnreadableImage:
                 skips.add("unreadable image", path)
                 continue
@@ -341,9 +340,12 @@ def crop_face(path: Path, box: tuple[float, ...], landmarks: np.ndarray | None, 
 
 def _npy_scalar(path: Path) -> Any:
     """One value from a per-image `.npy`: 0-d arrays, some of them strings (corpora.md §3.2 [R]); None if absent."""
-    if not path.is_file():
+    try:
+        file = path.open("rb")
+    except FileNotFoundError:
         return None
-    array = np.load(path, allow_pickle=False)
+    with file:
+        array = np.load(file, allow_pickle=False)
     if array.size != 1:
         raise ValueError(f"expected one value, found shape {array.shape}")
     return array.reshape(()).item()
@@ -355,9 +357,15 @@ def _numeric_order(stem: str) -> tuple[int, str]:
 
 def _numbers(values: Sequence[Any]) -> tuple[float, ...] | None:
     try:
-        return tuple(float(str(v).strip()) for v in values)
-    except ValueError:
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError):
         return None
+
+
+def _without_suffix(rel: str) -> str:
+    """`103/29a...a0a.jpg` -> `103/29a...a0a` (not `posixpath.splitext`: `datasets` patches it in this module)."""
+    head, slash, name = rel.rpartition("/")
+    return head + slash + name.rsplit(".", 1)[0]
 
 
 def _integer(value: Any) -> int | None:

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from seke_hf.schema import au_name, empty_row, expression_index, is_known_au
 
 from .corpus_builder import CorpusBuilder, CorpusConfig, Skips
-from .raw_files import UnreadableImage, image_payload, iter_dirs, iter_files
+from .raw_files import UnreadableImage, image_payload, iter_dirs, iter_files, local_path
 
 CROPS = "cropped_aligned"
 """Crop folder; ABAW6 copies may add more beside it (`cropped_aligned_new_50_vids`, corpora.md §6.2 [R])."""
@@ -152,7 +152,7 @@ class Affwild2(CorpusBuilder):
                 if not labels:
                     continue
                 name = f"{k:05d}.jpg"
-                crop = Path(crops or root / CROPS / video, name)
+                crop = local_path(crops or root / CROPS / video, name)
                 if name not in names:
                     skips.add("labelled frame without a crop image", crop)
                     continue

@@ -7,7 +7,8 @@ once, as `folder_based_builder` does for `imagefolder`.
 
 Rows are yielded already in Arrow storage form (images as `{"bytes", "path"}`, labels as ints), so they are written
 in record batches with `pa.Table.from_pylist` instead of through `datasets`' per-row `Features.encode_example`,
-which cost most of the conversion time on the 45-leaf unified schema.
+which cost most of the conversion time on the 45-leaf unified schema. Paths handed to a builder are plain
+`pathlib.Path`s (`raw_files.local_path`), not the slower streaming paths `datasets` patches builder modules with.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pyarrow as pa
 
 from seke_hf.schema import FEATURES
 
-from .raw_files import CorpusLayoutError, find_root, stat_fingerprint
+from .raw_files import CorpusLayoutError, find_root, local_path, stat_fingerprint
 
 logger = logging.getLogger("seke_hf.loading")
 
@@ -137,7 +138,7 @@ class CorpusBuilder(datasets.ArrowBasedBuilder):
         schema = self.info.features.arrow_schema
         batch: list[dict[str, Any]] = []
         written = 0
-        for row in self.generate_rows(Path(root), skips, **kwargs):
+        for row in self.generate_rows(local_path(root), skips, **kwargs):
             batch.append(row)
             if len(batch) == self.BATCH_ROWS:
                 yield written, pa.Table.from_pylist(batch, schema=schema)

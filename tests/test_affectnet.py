@@ -7,6 +7,8 @@ import logging
 import datasets
 import numpy as np
 import pytest
+
+from seke_hf import EXPRESSIONS, load_corpus
 from seke_hf.loading_scripts.affectnet import (
     FaceBoxMismatch,
     csv_columns,
@@ -16,8 +18,6 @@ from seke_hf.loading_scripts.affectnet import (
     read_line_range,
 )
 from seke_hf.loading_scripts.raw_files import CorpusLayoutError
-
-from seke_hf import EXPRESSIONS, load_corpus
 from seke_hf.synthetic.affectnet import LANDMARK_TEMPLATE, landmarks_in, write_affectnet
 from seke_hf.synthetic.faces import draw_face, seed_of
 

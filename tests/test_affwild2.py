@@ -7,10 +7,10 @@ import shutil
 
 import datasets
 import pytest
-from seke_hf.loading_scripts.affwild2 import header_tokens, label_parser, parse_aus, parse_va
-from seke_hf.loading_scripts.raw_files import CorpusLayoutError
 
 from seke_hf import AUS, EXPRESSIONS, load_corpus
+from seke_hf.loading_scripts.affwild2 import header_tokens, label_parser, parse_aus, parse_va
+from seke_hf.loading_scripts.raw_files import CorpusLayoutError
 from seke_hf.synthetic.affwild2 import ABAW_AUS, write_affwild2
 
 SIZE = (32, 32)

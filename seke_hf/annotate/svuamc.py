@@ -63,7 +63,7 @@ class SVUAMCConfig:
             raise ValueError(f"need 1 <= min_samples <= max_samples, got {self.min_samples}, {self.max_samples}")
         if self.reject_inconsistent not in ("always", "undecided", "expression", "never"):
             raise ValueError(
-                f"reject_inconsistent must be always, undecided or never, got {self.reject_inconsistent!r}"
+                f"reject_inconsistent must be always, undecided, expression or never, got {self.reject_inconsistent!r}"
             )
         if not 0.5 < self.confidence < 1:
             raise ValueError(f"confidence must be in (0.5, 1), got {self.confidence}")

@@ -94,8 +94,6 @@ def load_data(
 def run(args: argparse.Namespace) -> int:
     from seke_hf.annotate import SVUAMCAnnotator
 
-    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request otherwise
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     started = time.time()
     data = load_data(args.data, args.split, config=args.config, data_dir=args.data_dir)
     annotator = SVUAMCAnnotator(

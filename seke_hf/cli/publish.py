@@ -21,6 +21,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Push a release folder (written by seke_hf.publish.build_repo) to a Hub dataset repo as one "
         "commit. A release with images must be private or gated; a public, ungated one needs "
         "--allow-public-images. The token is read from HF_TOKEN or your saved login.",
+        epilog="""examples:
+  seke-hf publish feid_build/hub/feid --repo-id my-org/feid                  # private, gated (manual approval)
+  seke-hf publish feid_build/hub/feid --repo-id my-org/feid-labels --annotations-only --public --gated none
+  seke-hf publish feid_build/hub/feab --repo-id my-org/feab --create-pr     # propose instead of committing""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("dir", type=Path, help="the release folder (README.md, LICENSE, data/)")
     parser.add_argument("--repo-id", required=True, help="target dataset repo, e.g. my-org/feid")
