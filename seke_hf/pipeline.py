@@ -182,6 +182,15 @@ def summarize(
             entry["provenance"] = {
                 level: dict(Counter((row["provenance"] or {}).get(level) for row in labels)) for level in LEVELS
             }
+            entry["provenance_per_source"] = {
+                source: {
+                    level: dict(
+                        Counter((row["provenance"] or {}).get(level) for row in labels if row["source"] == source)
+                    )
+                    for level in LEVELS
+                }
+                for source in per_source
+            }
             entry["rejected_examples"] = [
                 {"sample_id": row["sample_id"], "reason": row["status_reason"]}
                 for row in labels
@@ -192,13 +201,23 @@ def summarize(
     return summary
 
 
+def _level_cell(level: str, labelled: int, origin: dict[str, int] | None) -> str:
+    """`expression 140 human` or `aus 140: 100 human + 40 generated` (without provenance: the count alone)."""
+    parts = [f"{(origin or {})[kind]} {kind}" for kind in ("human", "generated") if (origin or {}).get(kind)]
+    if not parts:
+        return f"{level} {labelled}"
+    return f"{level} {parts[0]}" if len(parts) == 1 else f"{level} {labelled}: {' + '.join(parts)}"
+
+
 def render_summary(summary: dict[str, Any], out: Path) -> str:
     lines = [f"seke-hf build: done, written to {out}"]
     for kind, entry in summary["datasets"].items():
         sources = ", ".join(f"{s} {n}" for s, n in entry["per_source"].items())
         lines.append(f"  {kind.upper()}: {entry['rows']} rows ({sources})")
+        origins = entry.get("provenance_per_source", {})
         for source, levels in entry["levels"].items():
-            lines.append(f"    {source:<9} " + ", ".join(f"{level} {levels.get(level, 0)}" for level in LEVELS))
+            cells = [_level_cell(level, levels.get(level, 0), origins.get(source, {}).get(level)) for level in LEVELS]
+            lines.append(f"    {source:<9} " + " | ".join(cells))
         if "status" in entry:
             lines.append("    status: " + ", ".join(f"{k} {v}" for k, v in sorted(entry["status"].items())))
             for example in entry["rejected_examples"][:3]:

@@ -37,8 +37,14 @@ def test_cache_retries_refusals_and_secrets(tmp_path):
 
         first, again, other = asyncio.run(scenario())
         stats = server.stats()
+        # A later run (a new backend on the same cache) pays for nothing, and says so.
+        later = ChatBackend("sim", server.base_url, SECRET, cache=cache)
+        replay = asyncio.run(later.complete(messages(faces[0]["image"]), n=3, temperature=0.8, seed=1,
+                                            response_format=fmt))  # fmt: skip
     assert stats["errors"] == {"429": 1} and backend.tally.retries == 1
-    assert stats["completions"] == 2 and backend.tally.cache_hits == 1
+    # The repeat within the run is a re-read of this run's own answer, not a saving from an earlier run.
+    assert stats["completions"] == 2 and backend.tally.reused == 1 and backend.tally.cache_hits == 0
+    assert replay.from_cache and later.tally.cache_hits == 1 and later.tally.requests == 0
     assert not first.from_cache and again.from_cache
     assert again.choices == first.choices and again.refusals == first.refusals and again.usage == first.usage
     assert first.choices[0] is None and first.refusals[0]  # a refused choice: no content, the refusal text kept

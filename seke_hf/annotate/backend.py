@@ -101,7 +101,8 @@ class Tally:
 
     requests: int = 0
     choices: int = 0
-    cache_hits: int = 0
+    cache_hits: int = 0  # answers an earlier run paid for
+    reused: int = 0  # answers this process fetched already, asked for again (prefetch then map, joined in flight)
     retries: int = 0
     failures: int = 0
     usage: Usage = field(default_factory=Usage)
@@ -149,9 +150,10 @@ class ChatBackend:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._inflight: dict[str, asyncio.Task[Completion]] = {}
+        self._fetched: set[str] = set()  # keys this process sent, so re-reading them is not counted as a saving
 
     # -- pickling: configuration only ------------------------------------------------------------------------------
-    _RUNTIME = ("_client", "_loop", "_semaphore", "_inflight")
+    _RUNTIME = ("_client", "_loop", "_semaphore", "_inflight", "_fetched")
 
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if k not in self._RUNTIME}
@@ -162,6 +164,7 @@ class ChatBackend:
         self.__dict__.update(state)
         self._client = self._loop = self._semaphore = None
         self._inflight = {}
+        self._fetched = set()
 
     @property
     def endpoint(self) -> str:
@@ -224,8 +227,7 @@ class ChatBackend:
         running = self._inflight.get(key)
         if running is not None:
             shared = await asyncio.shield(running)
-            self.tally.cache_hits += 1
-            self.tally.cached_usage += shared.usage
+            self.tally.reused += 1
             return dataclasses.replace(shared, from_cache=True)
         task = asyncio.ensure_future(self._complete(key, messages, n, temperature, seed, response_format, max_tokens))
         self._inflight[key] = task
@@ -252,10 +254,14 @@ class ChatBackend:
                     from_cache=True,
                     refusals=stored.get("refusals", []),
                 )
-                self.tally.cache_hits += 1
-                self.tally.cached_usage += completion.usage
+                if key in self._fetched:
+                    self.tally.reused += 1
+                else:
+                    self.tally.cache_hits += 1
+                    self.tally.cached_usage += completion.usage
                 return completion
         completion = await self._fetch(messages, n, temperature, seed, response_format, max_tokens)
+        self._fetched.add(key)
         if self.cache is not None:
             value = {
                 "choices": completion.choices,
