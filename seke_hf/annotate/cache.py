@@ -63,15 +63,19 @@ class RequestCache:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # durable across process kills; WAL keeps it consistent
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)"
-            )
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(responses)")}
-            if "created" not in columns:  # a cache written before timestamps were kept
-                conn.execute("ALTER TABLE responses ADD COLUMN created REAL")
+            deadline = time.monotonic() + self.timeout
+            while True:
+                conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False, isolation_level=None)
+                try:
+                    _prepare(conn)
+                    break
+                except sqlite3.OperationalError as e:
+                    # Switching a fresh file to WAL needs it alone; SQLite may answer "locked" at once, without
+                    # waiting out its busy timeout, when several processes open it together (`map(num_proc=...)`).
+                    conn.close()
+                    if "locked" not in str(e) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
             self._conn = conn
         return self._conn
 
@@ -111,3 +115,14 @@ class RequestCache:
 
     def __repr__(self) -> str:
         return f"RequestCache({str(self.path)!r})"
+
+
+def _prepare(conn: sqlite3.Connection) -> None:
+    """WAL mode (persistent in the file, so set once), the table, and the migration of an older cache."""
+    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")  # durable across process kills; WAL keeps it consistent
+    conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(responses)")}
+    if "created" not in columns:  # a cache written before timestamps were kept
+        conn.execute("ALTER TABLE responses ADD COLUMN created REAL")

@@ -42,9 +42,11 @@ def run(args: argparse.Namespace) -> int:
     stats = result.server_stats
     print()
     print(render_summary(result.summary, result.out / "build"))
+    annotation = result.summary.get("usage", {}).get("requests", 0)
     print(
-        f"  simulated server: {stats.get('requests', 0)} requests, {stats.get('choices', 0)} choices "
-        f"(the cost above is what these would cost on GPT-4o)"
+        f"  simulated server: {stats.get('requests', 0)} requests this run ({annotation} for SV-UAMC, the rest for "
+        f"the evaluation), {stats.get('choices', 0)} choices; the cost above is what the SV-UAMC requests would "
+        "cost on GPT-4o"
     )
     print("  read back with plain datasets: " + ", ".join(f"{k} {n} rows" for k, n in result.reloaded_rows.items()))
     print()
