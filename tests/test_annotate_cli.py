@@ -43,6 +43,16 @@ def test_imagefolder_and_saved_dataset(tmp_path):
     assert len(partial) == 3 and partial["status"] == ["accepted"] * 3
 
 
+def test_a_local_hub_layout_loads_like_the_hub(tmp_path):
+    from seke_hf.cli.annotate import load_data
+    from seke_hf.publish import build_repo
+
+    faces = datasets.Dataset.from_dict({"sample_id": ["a", "b"], "source": ["rafdb", "rafdb"]})
+    build_repo({"rafdb": datasets.DatasetDict({"test": faces})}, tmp_path / "hub", kind="feab", mode="annotations")
+    loaded = load_data(str(tmp_path / "hub"), "test")
+    assert loaded["test"]["sample_id"] == ["a", "b"]
+
+
 def test_clear_errors_for_bad_inputs(tmp_path):
     (tmp_path / "not_a_dataset").mkdir()
     with pytest.raises(CLIError, match="not a saved dataset"):

@@ -66,20 +66,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def load_data(
     spec: str, split: str | None = None, *, config: str | None = None, data_dir: str | None = None
 ) -> datasets.DatasetDict:
-    """`imagefolder:DIR`, a `save_to_disk` folder, or a Hub id / registered builder name (with `config` and
-    `data_dir`) -> DatasetDict (a lone Dataset becomes "train")."""
+    """`imagefolder:DIR`, a `save_to_disk` folder, a local Hub layout (`build_repo` output), or a Hub id /
+    registered builder name (with `config` and `data_dir`) -> DatasetDict (a lone Dataset becomes "train")."""
     if spec.startswith("imagefolder:"):
         folder = spec.removeprefix("imagefolder:")
         if not Path(folder).is_dir():
             raise CLIError(f"imagefolder {folder!r} is not a folder")
         data = datasets.load_dataset("imagefolder", data_dir=folder)
     elif Path(spec).is_dir():
-        if not any((Path(spec) / name).exists() for name in ("dataset_info.json", "dataset_dict.json", "state.json")):
+        folder = Path(spec)
+        if any((folder / name).exists() for name in ("dataset_info.json", "dataset_dict.json", "state.json")):
+            data = datasets.load_from_disk(spec)
+        elif (folder / "README.md").is_file() and (folder / "data").is_dir():  # a Hub layout, e.g. build/hub/feab
+            data = datasets.load_dataset(spec, config)
+        else:
             raise CLIError(
-                f"{spec!r} is a folder but not a saved dataset (no dataset_dict.json or state.json); "
-                f"use imagefolder:{spec} for a folder of images"
+                f"{spec!r} is a folder but not a saved dataset (no dataset_dict.json or state.json) nor a Hub "
+                f"layout (README.md + data/); use imagefolder:{spec} for a folder of images"
             )
-        data = datasets.load_from_disk(spec)
     else:
         data = datasets.load_dataset(spec, config, data_dir=data_dir)
     if isinstance(data, datasets.Dataset):
