@@ -24,7 +24,7 @@ import PIL.Image
 from seke_hf.schema import empty_row, expression_index
 
 from .corpus_builder import CorpusBuilder, CorpusConfig, Skips
-from .raw_files import UnreadableImage, encode_image, find_child, image_payload, iter_files, local_path
+from .raw_files import UnreadableImage, encode_image, find_child, iter_files, local_path
 
 # AffectNet codes -> canonical expression (corpora.md §3.1); 8 None, 9 Uncertain, 10 No-Face are not expressions.
 AFFECTNET_EXPRESSIONS = {
@@ -155,11 +155,13 @@ class Affectnet(CorpusBuilder):
                 skips.add("degenerate face box", rel)
                 continue
             path = local_path(image_dir, rel)
+            if not self.config.crop:
+                row["image"] = skips.image(path)
+                if row["image"] is not None:
+                    yield row
+                continue
             try:
-                if self.config.crop:
-                    row["image"] = crop_face(path, box, parse_landmarks(landmarks), name=rel)
-                else:
-                    row["image"] = image_payload(path, root)
+                row["image"] = crop_face(path, box, parse_landmarks(landmarks))
             except FileNotFoundError:
                 skips.add("missing image", path)
                 continue
@@ -200,16 +202,9 @@ class Affectnet(CorpusBuilder):
             row = self._labelled_row(skips, f"{folder.name}/{stem}", code, valence, arousal)
             if row is None:
                 continue
-            path = local_path(set_dir, "images", f"{stem}.jpg")
-            try:
-                row["image"] = image_payload(path, root)
-            except FileNotFoundError:
-                skips.add("missing image", path)
-                continue
-            except UnreadableImage:
-                skips.add("unreadable image", path)
-                continue
-            yield row
+            row["image"] = skips.image(local_path(set_dir, "images", f"{stem}.jpg"))
+            if row["image"] is not None:
+                yield row
 
     # -- labels, shared by both releases -----------------------------------------------------------------------
 
@@ -321,7 +316,7 @@ def _holds(landmarks: np.ndarray, left: float, top: float, width: float, height:
     return float(inside.mean()) >= LANDMARK_AGREEMENT
 
 
-def crop_face(path: Path, box: tuple[float, ...], landmarks: np.ndarray | None, name: str) -> dict[str, Any]:
+def crop_face(path: Path, box: tuple[float, ...], landmarks: np.ndarray | None) -> dict[str, Any]:
     """Decode the web image, cut the checked face box out and encode it: the one place pixels are re-encoded."""
     data = path.read_bytes()
     try:
@@ -332,7 +327,7 @@ def crop_face(path: Path, box: tuple[float, ...], landmarks: np.ndarray | None, 
         raise
     except Exception as e:  # PIL raises many kinds for a bad file
         raise UnreadableImage(f"unreadable image {path}: {e}") from e
-    return encode_image(crop, name)
+    return encode_image(crop)
 
 
 # -- scalar parsing ----------------------------------------------------------------------------------------------

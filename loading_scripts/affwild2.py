@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from seke_hf.schema import au_name, empty_row, expression_index, is_known_au
 
 from .corpus_builder import CorpusBuilder, CorpusConfig, Skips
-from .raw_files import UnreadableImage, image_payload, iter_dirs, iter_files, local_path
+from .raw_files import iter_dirs, iter_files, local_path
 
 CROPS = "cropped_aligned"
 """Crop folder; ABAW6 copies may add more beside it (`cropped_aligned_new_50_vids`, corpora.md §6.2 [R])."""
@@ -156,10 +156,8 @@ class Affwild2(CorpusBuilder):
                 if name not in names:
                     skips.add("labelled frame without a crop image", crop)
                     continue
-                try:
-                    image = image_payload(crop, root)
-                except UnreadableImage:
-                    skips.add("unreadable image", crop)
+                image = skips.image(crop)
+                if image is None:
                     continue
                 row = empty_row(f"affwild2/{video}/{k:05d}", self.SOURCE, subject=video, image=image, frame=k - 1)
                 if "VA" in labels:

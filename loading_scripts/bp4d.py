@@ -24,7 +24,7 @@ from seke_hf.schema import AUS, NOT_ANNOTATED, au_name, empty_row
 
 from .corpus_builder import CorpusBuilder, Skips
 from .folds import BP4D_PARTS, FoldConfig, fold_configs, fold_subjects, keep_frame
-from .raw_files import UnreadableImage, image_payload, iter_dirs, iter_files, read_lines
+from .raw_files import iter_dirs, iter_files, read_lines
 
 logger = logging.getLogger("seke_hf.loading")
 
@@ -125,10 +125,8 @@ class Bp4d(CorpusBuilder):
                 if path is None:
                     skips.add("label row without image", f"{subject}/{task}/{frame}")
                     continue
-                try:
-                    image = image_payload(path, Path(seq["images_root"]))
-                except UnreadableImage:
-                    skips.add("unreadable image", path)
+                image = skips.image(path)
+                if image is None:
                     continue
                 row = empty_row(
                     f"bp4d/{subject}/{task}/{frame}", self.SOURCE, subject=subject, image=image, frame=frame

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from seke_hf.schema import AUS, empty_row, expression_index, is_known_au
 
 from .corpus_builder import CorpusBuilder, CorpusConfig, Skips
-from .raw_files import UnreadableImage, find_child, image_payload, iter_dirs, iter_files, read_lines
+from .raw_files import find_child, iter_dirs, iter_files, read_lines
 
 logger = logging.getLogger("seke_hf.loading")
 
@@ -154,10 +154,8 @@ class Ckplus(CorpusBuilder):
                 skips.add("peak frame image missing", folder / f"{peak}.png")
                 return
         for path in frames:
-            try:
-                image = image_payload(path, root)
-            except UnreadableImage:
-                skips.add("unreadable image", path)
+            image = skips.image(path)
+            if image is None:
                 continue
             row = empty_row(
                 f"ckplus/{sequence}/{path.stem}",

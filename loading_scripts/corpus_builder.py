@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from seke_hf.schema import FEATURES
 
-from .raw_files import CorpusLayoutError, find_root, local_path, stat_fingerprint
+from .raw_files import CorpusLayoutError, UnreadableImage, find_root, image_payload, local_path, stat_fingerprint
 
 logger = logging.getLogger("seke_hf.loading")
 
@@ -53,6 +53,16 @@ class Skips:
         samples = self.samples.setdefault(reason, [])
         if len(samples) < self.examples:
             samples.append(str(item))
+
+    def image(self, path: Path) -> dict[str, Any] | None:
+        """The image's bytes for a row, or None with the skip counted as a missing or an unreadable image."""
+        try:
+            return image_payload(path)
+        except FileNotFoundError:
+            self.add("missing image", path)
+        except UnreadableImage:
+            self.add("unreadable image", path)
+        return None
 
     def report(self) -> None:
         if not self.counts:

@@ -19,7 +19,7 @@ from seke_hf.schema import AUS, NOT_ANNOTATED, au_name, empty_row
 
 from .corpus_builder import CorpusBuilder, Skips
 from .folds import DISFA_PARTS, FoldConfig, fold_configs, fold_subjects, keep_frame
-from .raw_files import UnreadableImage, encode_image, find_child, image_payload, iter_dirs, iter_files, read_lines
+from .raw_files import encode_image, find_child, iter_dirs, iter_files, read_lines
 from .video_frames import iter_frames, require_av
 
 logger = logging.getLogger("seke_hf.loading")
@@ -146,7 +146,7 @@ class Disfa(CorpusBuilder):
 
     def _video_frames(self, video: Path, subject: str, wanted: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
         for frame, image in iter_frames(video, wanted):
-            yield frame, encode_image(image, f"{subject}/{frame}.jpg")
+            yield frame, encode_image(image)
 
     def _extracted_frames(
         self, folder: Path, frames_root: Path, wanted: list[int], skips: Skips
@@ -158,10 +158,9 @@ class Disfa(CorpusBuilder):
             if path is None:
                 skips.add("labelled frame without image", f"{folder.name} frame {frame}")
                 continue
-            try:
-                yield frame, image_payload(path, frames_root)
-            except UnreadableImage:
-                skips.add("unreadable image", path)
+            image = skips.image(path)
+            if image is not None:
+                yield frame, image
 
     def _row(self, subject: str, frame: int, image: dict[str, Any], intensity: dict[str, int]) -> dict[str, Any]:
         row = empty_row(f"disfa/{subject}/{frame}", self.SOURCE, subject=subject, image=image, frame=frame)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from seke_hf.schema import empty_row, expression_index
 
 from .corpus_builder import CorpusBuilder, CorpusConfig, Skips, logger
-from .raw_files import UnreadableImage, image_payload, iter_files, read_lines
+from .raw_files import iter_files, read_lines
 
 # RAF-DB basic codes (1-based) -> canonical expression (corpora.md §2.2).
 RAFDB_EXPRESSIONS = {
@@ -92,10 +92,8 @@ class Rafdb(CorpusBuilder):
             if not path.is_file():
                 skips.add("missing image", path)
                 continue
-            try:
-                image = image_payload(path, root)
-            except UnreadableImage:
-                skips.add("unreadable image", path)
+            image = skips.image(path)
+            if image is None:
                 continue
             row = empty_row(f"rafdb/{stem}", self.SOURCE, image=image)
             row["expression"] = expression_index(RAFDB_EXPRESSIONS[code])

@@ -98,13 +98,12 @@ def read_lines(path: Path) -> list[str]:
         return [line.strip() for line in f if line.strip()]
 
 
-def image_payload(path: Path, root: Path | None = None) -> dict[str, Any]:
+def image_payload(path: Path) -> dict[str, Any]:
     """The file's bytes for an `Image()` feature, without decoding or re-encoding the pixels.
 
     No `path` is stored: `datasets` drops the bytes of an image whose path resolves to a file from the current
     directory, so a corpus-relative path would silently empty rows when a user runs from inside the corpus (the
-    row's `sample_id` names the file instead). `root` is accepted for call sites that name it; it is not needed.
-    A corrupt or truncated file raises `UnreadableImage` naming the file.
+    row's `sample_id` names the file instead). A corrupt or truncated file raises `UnreadableImage` naming it.
     """
     data = path.read_bytes()
     check_image_bytes(data, path)
@@ -136,9 +135,9 @@ def check_image_bytes(data: bytes, path: Path | str) -> None:
         raise UnreadableImage(f"unreadable image {path}: empty size {width}x{height}")
 
 
-def encode_image(image: PIL.Image.Image, name: str | None = None, quality: int = 95) -> dict[str, Any]:
+def encode_image(image: PIL.Image.Image, quality: int = 95) -> dict[str, Any]:
     """Pixels we produced ourselves (a crop, a video frame) -> JPEG bytes for an `Image()` feature (no path, as in
-    `image_payload`; `name` is accepted for call sites that name the frame)."""
+    `image_payload`)."""
     buffer = io.BytesIO()
     (image if image.mode in ("RGB", "L") else image.convert("RGB")).save(buffer, format="JPEG", quality=quality)
     return {"bytes": buffer.getvalue(), "path": None}
