@@ -20,6 +20,7 @@ from pathlib import Path
 import datasets
 
 from seke_hf.cli import CLIError
+from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args
 from seke_hf.schema import LEVELS
 
 logger = logging.getLogger(__name__)
@@ -40,17 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="builder config, for a Hub id or a registered corpus name")
     p.add_argument("--data-dir", default=None, help="raw corpus folder, for a registered corpus name (e.g. rafdb)")
     p.add_argument("--limit", type=int, default=None, help="only the first N rows of each split (dry runs)")
-    p.add_argument("--model", default="gpt-4o")
-    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: OPENAI_BASE_URL or OpenAI)")
     p.add_argument("--image-column", default="image")
-    p.add_argument("--min-samples", type=int, default=4)
-    p.add_argument("--max-samples", type=int, default=16)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--confidence", type=float, default=0.95)
-    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the verification request")
-    p.add_argument("--max-concurrency", type=int, default=32)
-    p.add_argument("--image-max-side", type=int, default=512)
-    p.add_argument("--cache-dir", default=None, help="request cache (default: SEKE_HF_CACHE or ~/.cache/seke_hf)")
+    add_svuamc_arguments(p)
     p.add_argument(
         "--batch-size",
         type=int,
@@ -96,24 +88,9 @@ def load_data(
 
 
 def run(args: argparse.Namespace) -> int:
-    from seke_hf.annotate import SVUAMCAnnotator
-
     started = time.time()
     data = load_data(args.data, args.split, config=args.config, data_dir=args.data_dir)
-    annotator = SVUAMCAnnotator(
-        model=args.model,
-        base_url=args.base_url,
-        min_samples=args.min_samples,
-        max_samples=args.max_samples,
-        temperature=args.temperature,
-        confidence=args.confidence,
-        verify=args.verify,
-        max_concurrency=args.max_concurrency,
-        image_max_side=args.image_max_side,
-        cache_dir=args.cache_dir,
-        image_column=args.image_column,
-        progress=args.progress,
-    )
+    annotator = annotator_from_args(args, image_column=args.image_column)
     out = datasets.DatasetDict()
     for name, ds in data.items():
         if args.limit is not None:

@@ -14,16 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from typing import TYPE_CHECKING
 
 import datasets
 
 from seke_hf.cli import CLIError
+from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args
 from seke_hf.corpora import CORPORA
 from seke_hf.selection import SelectionParams
-
-if TYPE_CHECKING:
-    from seke_hf.annotate import SVUAMCAnnotator
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    '{"rafdb": [100, 20]}}\'')  # fmt: skip
     p.add_argument("--limit", type=int, default=None, help="only the first N rows of each dataset (dry runs)")
     p.add_argument("--no-annotate", dest="annotate", action="store_false", help="skip SV-UAMC (human labels only)")
-    p.add_argument("--model", default="gpt-4o")
-    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: OPENAI_BASE_URL or OpenAI)")
-    p.add_argument("--min-samples", type=int, default=4)
-    p.add_argument("--max-samples", type=int, default=16)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--max-concurrency", type=int, default=32)
-    p.add_argument(
-        "--cache-dir", default=None, help="request cache folder (default: SEKE_HF_CACHE or ~/.cache/seke_hf)"
-    )
+    add_svuamc_arguments(p)
     p.add_argument("--batch-size", type=int, default=64, help="rows annotated concurrently per map batch")
     p.add_argument("--style", choices=("placeholder", "typed"), default="placeholder",
                    help="chat content: <image> placeholders (LLaMA-Factory, ms-swift) or TRL typed blocks")  # fmt: skip
@@ -77,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     result = build_datasets(
         args.corpora_root,
         args.out,
-        annotator=_annotator(args) if args.annotate else None,
+        annotator=annotator_from_args(args) if args.annotate else None,
         sources=sources,
         paths=_corpus_paths(args.corpus_path),
         manifest=args.manifest,
@@ -91,21 +80,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(render_summary(result.summary, result.out))
     return 0
-
-
-def _annotator(args: argparse.Namespace) -> SVUAMCAnnotator:
-    from seke_hf.annotate import SVUAMCAnnotator
-
-    return SVUAMCAnnotator(
-        model=args.model,
-        base_url=args.base_url,
-        min_samples=args.min_samples,
-        max_samples=args.max_samples,
-        temperature=args.temperature,
-        max_concurrency=args.max_concurrency,
-        cache_dir=args.cache_dir,
-        progress=args.progress,
-    )
 
 
 def _selection_params(args: argparse.Namespace) -> SelectionParams:

@@ -1,0 +1,43 @@
+"""The SV-UAMC options of the commands that annotate (`build`, `annotate`): declared once, so both take the same."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from seke_hf.annotate import SVUAMCAnnotator
+
+
+def add_svuamc_arguments(p: argparse.ArgumentParser) -> None:
+    """The vision LLM to ask and the sampling settings (defaults are `SVUAMCAnnotator`'s)."""
+    p.add_argument("--model", default="gpt-4o")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: OPENAI_BASE_URL or OpenAI)")
+    p.add_argument("--min-samples", type=int, default=4, help="choices of the first request")
+    p.add_argument("--max-samples", type=int, default=16, help="choices at most per example")
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--confidence", type=float, default=0.95, help="stopping confidence of the expression vote")
+    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the verification request")
+    p.add_argument("--max-concurrency", type=int, default=32)
+    p.add_argument("--image-max-side", type=int, default=512, help="images are resized to this longer side")
+    p.add_argument("--cache-dir", default=None, help="request cache (default: SEKE_HF_CACHE or ~/.cache/seke_hf)")
+
+
+def annotator_from_args(args: argparse.Namespace, **options: Any) -> SVUAMCAnnotator:
+    """The annotator the parsed options describe (the API key comes from OPENAI_API_KEY, never the command line)."""
+    from seke_hf.annotate import SVUAMCAnnotator
+
+    return SVUAMCAnnotator(
+        model=args.model,
+        base_url=args.base_url,
+        min_samples=args.min_samples,
+        max_samples=args.max_samples,
+        temperature=args.temperature,
+        confidence=args.confidence,
+        verify=args.verify,
+        max_concurrency=args.max_concurrency,
+        image_max_side=args.image_max_side,
+        cache_dir=args.cache_dir,
+        progress=args.progress,
+        **options,
+    )
