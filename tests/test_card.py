@@ -20,7 +20,7 @@ BUILD_INFO = {
     "model": "gpt-4o-2024-08-06",
     "svuamc": {"min_samples": 3, "max_samples": 16, "temperature": 0.7},
     "requests": 1234,
-    "tokens": {"prompt": 90_000, "completion": 10_000},
+    "tokens": {"prompt": 90_000, "completion": 10_000, "cached": 60_000},
     "estimated_cost": 12.5,
 }
 
@@ -110,7 +110,9 @@ def test_card_body_is_computed_from_the_rows(card, configs):
 def test_card_body_reports_the_build_and_cites_every_corpus(card):
     text = card.text
     assert "`gpt-4o-2024-08-06`" in text and "| max_samples | 16 |" in text
-    assert "| model requests | 1,234 |" in text and "| tokens | 100,000 |" in text and "$12.50" in text
+    assert "| model requests (the whole build) | 1,234 |" in text and "$12.50" in text
+    # Cached prompt tokens are part of the prompt tokens: shown, never added to the total.
+    assert "| tokens (the whole build) | 90,000 prompt (60,000 cached by the provider) + 10,000 completion |" in text
     assert corpora_metadata()["paper"]["bibtex"] in text
     for source in ("rafdb", "affectnet", "disfa"):
         entry = corpora_metadata()["corpora"][source]

@@ -393,18 +393,29 @@ def _build(build_info: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "model": info.pop("model", None),
         "settings": [(k, _short(v)) for k, v in settings.items()] if isinstance(settings, Mapping) else [],
         "requests": info.pop("requests", None),
-        "tokens": _total(info.pop("tokens", None)),
+        "tokens": _tokens(info.pop("tokens", None)),
         "cost": f"${cost:,.2f}" if isinstance(cost, (int, float)) else cost,
     }
-    build["other"] = [(k, _short(v)) for k, v in info.items()]
+    build["other"] = [(BUILD_LABELS.get(k, k), _short(v)) for k, v in info.items()]
     return build
 
 
-def _total(tokens: Any) -> int | None:
-    """`tokens` as one count: a number, or a mapping such as {"prompt": ..., "completion": ...}."""
-    if isinstance(tokens, Mapping):
-        return sum(v for v in tokens.values() if isinstance(v, int))
-    return tokens
+BUILD_LABELS = {"seke_hf": "seke-hf version", "answered_from_cache": "answers read from the request cache"}
+"""Readable names for the `build_info` keys `seke_hf.pipeline` writes."""
+
+
+def _tokens(tokens: Any) -> str | None:
+    """`tokens` for the card: a number, or {"prompt", "completion", "cached"} where `cached` is the part of the
+    prompt tokens the provider served from its prompt cache (so it is shown, not added)."""
+    if not isinstance(tokens, Mapping):
+        return None if tokens is None else f"{tokens:,}" if isinstance(tokens, int) else str(tokens)
+    prompt, completion, cached = (tokens.get(k) for k in ("prompt", "completion", "cached"))
+    parts = []
+    if isinstance(prompt, int):
+        parts.append(f"{prompt:,} prompt" + (f" ({cached:,} cached by the provider)" if cached else ""))
+    if isinstance(completion, int):
+        parts.append(f"{completion:,} completion")
+    return " + ".join(parts) or None
 
 
 def _short(value: Any) -> str:
