@@ -61,6 +61,10 @@ def test_fills_each_missing_level_and_never_touches_human_labels(server, full, p
         assert after["provenance"][level] == "generated"
         assert after["uncertainty"][level] is not None and 0 <= after["uncertainty"][level] <= 1
         assert after["descriptions"][level]
+        # Every level, human ones included, gets its own text, so each instruction answer explains its own level.
+        texts = after["descriptions"]
+        assert all(texts[lvl] for lvl in HIDDEN) and len({texts[lvl] for lvl in HIDDEN}) == len(HIDDEN)
+        assert "valence" in texts["valence_arousal"].lower()
         assert after["mc_samples"] >= 4 and after["requests"] >= 1
         for other in set(HIDDEN) - {level}:
             assert after["provenance"][other] == "human" and after["uncertainty"][other] is None

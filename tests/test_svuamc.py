@@ -207,7 +207,8 @@ def test_tolerant_parsing():
 def test_schema_asks_only_for_the_requested_levels():
     fmt = prompts.response_format((ACTION_UNITS,), aus=("AU25", "AU26"))
     schema = fmt["json_schema"]["schema"]
-    assert set(schema["properties"]) == {"action_units", "description"}
+    assert set(schema["properties"]) == {"action_units", "descriptions"}
+    assert schema["properties"]["descriptions"]["required"] == ["expression", "valence_arousal", "aus"]
     assert schema["required"] == list(schema["properties"]) and schema["additionalProperties"] is False
     assert schema["properties"]["action_units"]["items"]["enum"] == ["AU25", "AU26"]
     lines = prompts.known_label_lines("happiness", 0.624, 0.31, {"AU6": 1, "AU12": 1, "AU4": 0})

@@ -108,7 +108,7 @@ class _Result:
     levels: dict[str, svuamc.LevelResult] = field(default_factory=dict)
     mc_samples: int = 0
     requests: int = 0
-    description: str | None = None  # for the human levels: the text of the sample the labels agree with most
+    descriptions: dict[str, str | None] = field(default_factory=dict)  # human levels: from the agreeing sample
 
 
 class SVUAMCAnnotator:
@@ -431,7 +431,7 @@ class SVUAMCAnnotator:
             decision.levels,
             mc_samples=len(samples),
             requests=requests,
-            description=_agreeing_description(samples, decision.levels),
+            descriptions=_agreeing_descriptions(samples, decision.levels),
         )
 
     # -- writing the output columns --------------------------------------------------------------------------------
@@ -447,7 +447,7 @@ class SVUAMCAnnotator:
             for level in LEVELS:
                 if level not in row.missing:
                     prov[level], unc[level] = "human", None
-                    desc[level] = result.description if result.status == "accepted" else None
+                    desc[level] = result.descriptions.get(level) if result.status == "accepted" else None
                 elif level in generated:
                     prov[level], unc[level] = "generated", float(generated[level].uncertainty)
                     desc[level] = generated[level].description
@@ -577,13 +577,13 @@ def _example_seed(image_url: str, known: Sequence[str]) -> int:
     return int.from_bytes(digest[:4], "little") % (2**31 - SEED_STRIDE * 64)
 
 
-def _agreeing_description(samples: Sequence[Sample | None], levels: Mapping[str, svuamc.LevelResult]) -> str | None:
-    """The description of the first sample agreeing with every generated label (else the first described)."""
-    described = [s for s in samples if s is not None and s.describe("expression")]
-    for s in described:
-        if all(_agrees(s, level, r.value) for level, r in levels.items()):
-            return s.describe("expression")
-    return described[0].describe("expression") if described else None
+def _agreeing_descriptions(
+    samples: Sequence[Sample | None], levels: Mapping[str, svuamc.LevelResult]
+) -> dict[str, str | None]:
+    """Per level, the description of the first sample agreeing with every generated label (else the first one)."""
+    usable = [s for s in samples if s is not None]
+    agreeing = [s for s in usable if all(_agrees(s, level, r.value) for level, r in levels.items())]
+    return {level: next((text for s in (*agreeing, *usable) if (text := s.describe(level))), None) for level in LEVELS}
 
 
 def _agrees(sample: Sample, level: str, value: Any) -> bool:

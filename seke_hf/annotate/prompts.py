@@ -27,9 +27,9 @@ import PIL.Image
 
 from seke_hf.annotate.svuamc import ACTION_UNITS, EXPRESSION, VALENCE_AROUSAL, Sample
 from seke_hf.knowledge import knowledge_prompt
-from seke_hf.schema import AUS, EXPRESSIONS
+from seke_hf.schema import AUS, EXPRESSIONS, LEVELS
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 """Bumped whenever the wording changes (enters the annotator's fingerprint along with the text itself)."""
 
 _INSTRUCTIONS = """\
@@ -48,7 +48,8 @@ Answer with one JSON object only, with exactly the requested fields:
 - "expression": a category name from the list;
 - "valence", "arousal": numbers in [-1, 1];
 - "action_units": an array of the present action unit names (empty if none);
-- "description": two or three sentences describing the visible facial evidence for your answers."""
+- "descriptions": an object with "expression", "valence_arousal" and "aus", each one or two sentences on the
+  visible facial evidence for that level's label (the known one or yours)."""
 
 
 def system_prompt(knowledge: str | None = None) -> str:
@@ -103,7 +104,7 @@ def image_data_url(image: PIL.Image.Image, max_side: int = 512, quality: int = 9
 def sampling_messages(system: str, levels: Sequence[str], known: Sequence[str], image_url: str) -> list[dict[str, Any]]:
     """Messages asking for `levels` of the face in `image_url`, with the `known` label lines as facts."""
     wanted = " and ".join(_LEVEL_WORDS[level] for level in levels)
-    text = f"Give {wanted} of this face, with a description."
+    text = f"Give {wanted} of this face, with a description of the evidence for each level."
     if known:
         text += "\nKnown labels (human annotation):\n" + "\n".join(known)
     return _messages(system, text, image_url)
@@ -118,7 +119,7 @@ def verification_messages(
         parts.append(f"The expression is one of: {', '.join(expressions)}. Choose the one the face shows.")
     if aus:
         parts.append(f"For these action units only: {', '.join(aus)}, list those that are present.")
-    parts.append("Add a description of the facial evidence.")
+    parts.append("Add a description of the facial evidence for each level.")
     text = "\n".join(parts)
     if known:
         text += "\nKnown labels (human annotation):\n" + "\n".join(known)
@@ -148,7 +149,13 @@ def response_format(
         properties["arousal"] = {"type": "number", "minimum": -1, "maximum": 1}
     if ACTION_UNITS in levels:
         properties["action_units"] = {"type": "array", "items": {"type": "string", "enum": list(aus)}}
-    properties["description"] = {"type": "string"}
+    # One text per level (human-labelled ones too): each instruction answer then explains its own level.
+    properties["descriptions"] = {
+        "type": "object",
+        "properties": {level: {"type": "string"} for level in LEVELS},
+        "required": list(LEVELS),
+        "additionalProperties": False,
+    }
     return {
         "type": "json_schema",
         "json_schema": {
@@ -192,8 +199,10 @@ def parse_answer(
     if isinstance(action_units, list):
         names = {_au_name(item) for item in action_units}
         active = frozenset(n for n in names if n in aus)
-    description = lowered.get("description")
-    if not isinstance(description, (str, dict)):
+    description = lowered.get("descriptions", lowered.get("description"))
+    if isinstance(description, dict):
+        description = {str(k).lower(): v for k, v in description.items()}
+    elif not isinstance(description, str):
         description = None
     return Sample(expression, valence, arousal, active, description)
 
