@@ -126,16 +126,7 @@ def annotate_all(
     annotated = {}
     try:
         for kind, ds in built.items():
-            # Undecoded images: the annotator reads the bytes, and the faces are written back untouched.
-            raw = ds.cast_column("image", datasets.Image(decode=False))
-            annotator.prefetch(raw)  # keeps max_concurrency busy across map's batch boundaries
-            annotated[kind] = raw.map(
-                annotator,
-                batched=True,
-                batch_size=batch_size,
-                features=annotator.output_features(raw.features),
-                desc=f"SV-UAMC {kind}",
-            ).cast_column("image", datasets.Image())
+            annotated[kind] = annotator.annotate(ds, batch_size=batch_size, desc=f"SV-UAMC {kind}")
         tally, prices = annotator.backend.tally, annotator.backend.prices
         usage = {
             "requests": tally.requests,

@@ -247,6 +247,22 @@ class SVUAMCAnnotator:
         self._start_loop()
         self._prefetching = asyncio.run_coroutine_threadsafe(self._prefetch(dataset, ahead), self._loop)
 
+    def annotate(
+        self, dataset: datasets.Dataset, *, batch_size: int = 256, num_proc: int | None = None, desc: str = "SV-UAMC"
+    ) -> datasets.Dataset:
+        """`dataset.map(self, ...)` done the way that keeps requests flowing: prefetched in a single process, with
+        `output_features` so a plain dataset gets a ClassLabel expression. The same output as a bare `map`."""
+        if not num_proc:
+            self.prefetch(dataset)
+        return dataset.map(
+            self,
+            batched=True,
+            batch_size=batch_size,
+            num_proc=num_proc,
+            features=self.output_features(dataset.features),
+            desc=desc,
+        )
+
     async def _prefetch(self, dataset: datasets.Dataset, rows_ahead: int) -> None:
         names = [n for n in (self.image_column, "expression", "valence", "arousal", "aus") if n in dataset.column_names]
         arrow = dataset.with_format("arrow").select_columns(names)

@@ -97,16 +97,7 @@ def run(args: argparse.Namespace) -> int:
             ds = ds.select(range(min(args.limit, len(ds))))
         if args.image_column not in ds.column_names:
             raise CLIError(f"split {name!r} has no column {args.image_column!r} (columns: {ds.column_names})")
-        if not args.num_proc:
-            annotator.prefetch(ds)  # keeps requests flowing across batch boundaries; map joins them
-        out[name] = ds.map(
-            annotator,
-            batched=True,
-            batch_size=args.batch_size,
-            num_proc=args.num_proc,
-            features=annotator.output_features(ds.features),
-            desc=f"SV-UAMC {name}",
-        )
+        out[name] = annotator.annotate(ds, batch_size=args.batch_size, num_proc=args.num_proc, desc=f"SV-UAMC {name}")
         logger.info("%s: %s", name, report(out[name]))
     fetched = annotator.backend.fetched_since(started)  # every process's answers, num_proc workers included
     fetched.cache_hits = max(sum(sum(ds["requests"]) for ds in out.values()) - fetched.requests, 0)
