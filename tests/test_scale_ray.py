@@ -1,4 +1,4 @@
-"""SV-UAMC on a local Ray cluster against the simulated vision LLM: the same output as one process, nothing paid twice."""
+"""SV-UAMC on a local Ray cluster against the simulated vision LLM: the single-process output, nothing paid twice."""
 
 from __future__ import annotations
 

@@ -19,6 +19,4 @@ def require(module: str, purpose: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as e:
         extra, package = EXTRAS.get(module, (module, module))
-        raise MissingExtra(
-            f'{purpose} needs {package}, which is not installed: pip install "seke-hf[{extra}]"'
-        ) from e
+        raise MissingExtra(f'{purpose} needs {package}, which is not installed: pip install "seke-hf[{extra}]"') from e
