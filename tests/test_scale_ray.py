@@ -96,9 +96,9 @@ def test_cli_engine_ray_writes_shards_that_load_like_the_local_output(full, part
     partial.save_to_disk(str(tmp_path / "data"))
     monkeypatch.setenv("OPENAI_API_KEY", "sim")
     with SimulatedVLLM(truth=full) as server:
-        common = ["--data", str(tmp_path / "data"), "--base-url", server.base_url, "--no-progress", "--batch-size", "6"]
+        common = ["--data", str(tmp_path / "data"), "--base-url", server.base_url, "--no-progress", "--limit", "9"]
         assert main(["annotate", *common, "--out", str(tmp_path / "local"), "--cache-dir", str(tmp_path / "c1")]) == 0
-        ray_args = ["--engine", "ray", "--workers", "2", "--cache-dir", str(tmp_path / "c2")]
+        ray_args = ["--engine", "ray", "--workers", "1", "--batch-size", "3", "--cache-dir", str(tmp_path / "c2")]
         assert main(["annotate", *common, "--out", str(tmp_path / "ray"), *ray_args]) == 0
     local = datasets.load_from_disk(str(tmp_path / "local"))["train"]
     shards = sorted(p.name for p in (tmp_path / "ray" / "data").iterdir())
