@@ -7,6 +7,7 @@ AWS_ENDPOINT_URL), so every process a test starts (subprocesses, Ray workers) fi
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
@@ -25,6 +26,7 @@ class S3Server:
         self._saved: dict[str, str | None] = {}
 
     def start(self) -> S3Server:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"

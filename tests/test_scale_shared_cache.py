@@ -1,0 +1,90 @@
+"""The shared request cache on an S3-protocol server (moto, on 127.0.0.1): write-once, verified, race-safe."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import textwrap
+
+from s3_server import FAKE_SECRET
+
+from seke_hf.annotate.cache import RequestCache, request_key
+from seke_hf.llm.shared_cache import SharedRequestCache
+
+KEY = request_key({"model": "m", "messages": ["hello"]})
+
+
+def answer(text: str) -> dict:
+    usage = {"prompt_tokens": 10, "completion_tokens": 2, "cached_tokens": 0}
+    return {"choices": [text], "usage": usage, "requests": 1}
+
+
+def test_an_answer_is_written_once_and_read_back_anywhere(s3, tmp_path):
+    url = f"s3://{s3.bucket()}/cache"
+    first = SharedRequestCache(url, local=RequestCache(tmp_path / "a.sqlite"))
+    assert first.get(KEY) is None
+    first.put(KEY, answer("happiness"))
+    first.put(KEY, answer("sadness"))  # a second writer of the same request: the first answer stays
+    other = SharedRequestCache(url, local=RequestCache(tmp_path / "b.sqlite"))
+    assert other.get(KEY) == answer("happiness") and len(other) == 1
+    assert other.local.get(KEY) == answer("happiness")  # read through into this machine's SQLite layer
+    late = SharedRequestCache(url, local=False)
+    late.put(KEY, answer("fear"))
+    assert late.get(KEY) == answer("happiness")
+    assert [v["choices"] for v in late.values_since(0)] == [["happiness"]]
+
+
+def test_a_damaged_entry_is_missing_not_wrong_and_the_next_put_replaces_it(s3, caplog):
+    url = f"s3://{s3.bucket()}/cache"
+    cache = SharedRequestCache(url, local=False)
+    cache.put(KEY, answer("happiness"))
+    path = cache._path(KEY)
+    stored = json.loads(s3.filesystem().cat_file(path))
+    torn = json.dumps({**stored, "value": stored["value"].replace("happiness", "sadness")})
+    s3.filesystem().pipe_file(path, torn.encode())  # the value no longer matches its checksum
+    assert cache.get(KEY) is None
+    assert "damaged" in caplog.text
+    s3.filesystem().pipe_file(path, b'{"key": "tru')  # a torn write
+    assert cache.get(KEY) is None
+    cache.put(KEY, answer("anger"))
+    assert cache.get(KEY) == answer("anger")
+
+
+RACE = textwrap.dedent(
+    """
+    import sys
+    from seke_hf.annotate.cache import request_key
+    from seke_hf.llm.shared_cache import SharedRequestCache
+    url, name = sys.argv[1], sys.argv[2]
+    cache = SharedRequestCache(url, local=False)
+    for i in range(40):
+        cache.put(request_key({"i": i}), {"writer": name, "i": i})
+    print(",".join(cache.get(request_key({"i": i}))["writer"] for i in range(40)))
+    """
+)
+
+
+def test_two_processes_writing_the_same_keys_at_once_leave_one_intact_answer_each(s3):
+    url = f"s3://{s3.bucket()}/cache"
+    racers = [
+        subprocess.Popen([sys.executable, "-c", RACE, url, name], stdout=subprocess.PIPE, text=True)
+        for name in ("a", "b")
+    ]
+    seen = [racer.communicate(timeout=120)[0].strip().split(",") for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers)
+    assert seen[0] == seen[1]  # both processes read the same winner for every key, whoever wrote it
+    cache = SharedRequestCache(url, local=False)
+    assert len(cache) == 40
+    assert [cache.get(request_key({"i": i}))["writer"] for i in range(40)] == seen[0]
+
+
+def test_credentials_stay_out_of_the_repr_and_the_keys(s3):
+    url = f"s3://{s3.bucket()}/cache"
+    cache = SharedRequestCache(url, local=False, storage_options={"secret": FAKE_SECRET, "key": "id"})
+    cache.put(KEY, answer("neutral"))
+    assert FAKE_SECRET not in repr(cache) and FAKE_SECRET not in "".join(cache.keys())
+    assert FAKE_SECRET not in s3.filesystem().cat_file(cache._path(KEY)).decode()
+    assert pickle.loads(pickle.dumps(cache)).get(KEY) == answer("neutral")  # workers get what they need to connect
+    assert repr(SharedRequestCache("s3://user:pw@bucket/x", local=False)) == "SharedRequestCache('s3://bucket/x')"
