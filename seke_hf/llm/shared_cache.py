@@ -97,8 +97,13 @@ class SharedRequestCache:
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         """Store `value` unless an intact answer to `key` is already there (then that one stays: write-once)."""
+        self.create(key, value)
+
+    def create(self, key: str, value: dict[str, Any]) -> bool:
+        """`put`, saying whether this call stored the answer (False: another writer's answer was there first)."""
         path = self._path(key)
         data = _encode(key, value)
+        created = True
         try:
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             self.fs.pipe_file(path, data, mode="create")
@@ -106,9 +111,10 @@ class SharedRequestCache:
             stored = self.fetch(key)
             if stored is None:  # a damaged object: replace it (any intact answer will do)
                 self.fs.pipe_file(path, data)
-            value = stored or value
+            created, value = stored is None, stored or value
         if self.local is not None:
             self.local.put(key, value)
+        return created
 
     def values_since(self, timestamp: float) -> Iterator[dict[str, Any]]:
         """Values of the objects written at or after `timestamp` (by any machine): a listing, then one read each.
