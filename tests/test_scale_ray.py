@@ -54,19 +54,6 @@ def local_run(server: SimulatedVLLM, partial: datasets.Dataset, cache_dir: Path)
     return out, needed
 
 
-def test_two_ray_workers_write_the_single_process_output_as_parquet_shards(full, partial, tmp_path):
-    with SimulatedVLLM(truth=full, latency=0.02) as server:
-        reference, needed = local_run(server, partial, tmp_path / "local")
-        ann = annotator(server, tmp_path / "ray", max_concurrency=4)
-        shards = write_shards(annotate_with_ray(partial, ann, workers=2, batch_size=4), str(tmp_path / "out"))
-        sent = server.stats()["requests"]
-    assert len(shards) > 1 and all(Path(s.removeprefix("file://")).is_file() for s in shards)
-    back = datasets.load_dataset(str(tmp_path / "out"), split="train")
-    assert back.features == reference.features  # ClassLabel and Image carried by the Parquet metadata
-    assert back.to_list() == reference.to_list()  # same rows, same order, same values
-    assert sent == needed  # every request once, whichever actor sent it
-
-
 def test_a_worker_killed_mid_batch_is_retried_and_pays_for_nothing_twice(full, partial, tmp_path):
     with SimulatedVLLM(truth=full, latency=0.05) as server:
         reference, needed = local_run(server, partial, tmp_path / "local")
@@ -92,18 +79,24 @@ def test_a_worker_killed_mid_batch_is_retried_and_pays_for_nothing_twice(full, p
     assert back.to_list() == reference.to_list()
 
 
-def test_cli_engine_ray_writes_shards_that_load_like_the_local_output(full, partial, tmp_path, monkeypatch):
+def test_two_ray_workers_write_the_single_process_output_as_parquet_shards(full, partial, tmp_path, monkeypatch):
     partial.save_to_disk(str(tmp_path / "data"))
     monkeypatch.setenv("OPENAI_API_KEY", "sim")
-    with SimulatedVLLM(truth=full) as server:
-        common = ["--data", str(tmp_path / "data"), "--base-url", server.base_url, "--no-progress", "--limit", "9"]
-        assert main(["annotate", *common, "--out", str(tmp_path / "local"), "--cache-dir", str(tmp_path / "c1")]) == 0
-        ray_args = ["--engine", "ray", "--workers", "1", "--batch-size", "3", "--cache-dir", str(tmp_path / "c2")]
-        assert main(["annotate", *common, "--out", str(tmp_path / "ray"), *ray_args]) == 0
-    local = datasets.load_from_disk(str(tmp_path / "local"))["train"]
+    with SimulatedVLLM(truth=full, latency=0.02) as server:
+        common = ["annotate", "--data", str(tmp_path / "data"), "--base-url", server.base_url, "--no-progress"]
+        assert main([*common, "--out", str(tmp_path / "local"), "--cache-dir", str(tmp_path / "c1")]) == 0
+        needed = server.stats()["requests"]
+        server.reset_stats()
+        on_ray = ["--engine", "ray", "--workers", "2", "--batch-size", "3", "--max-concurrency", "4"]
+        assert main([*common, "--out", str(tmp_path / "ray"), "--cache-dir", str(tmp_path / "c2"), *on_ray]) == 0
+        sent = server.stats()["requests"]
+    reference = datasets.load_from_disk(str(tmp_path / "local"))["train"]
     shards = sorted(p.name for p in (tmp_path / "ray" / "data").iterdir())
-    assert shards[0] == f"train-00000-of-{len(shards):05d}.parquet"
-    assert datasets.load_dataset(str(tmp_path / "ray"), split="train").to_list() == local.to_list()
+    assert len(shards) > 1 and shards[0] == f"train-00000-of-{len(shards):05d}.parquet"
+    back = datasets.load_dataset(str(tmp_path / "ray"), split="train")
+    assert back.features == reference.features  # ClassLabel and Image carried by the Parquet metadata
+    assert back.to_list() == reference.to_list()  # same rows, same order, same values
+    assert sent == needed  # every request once, whichever actor sent it
 
 
 def test_a_missing_extra_is_one_clear_line(monkeypatch):

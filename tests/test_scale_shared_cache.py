@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import subprocess
 import sys
 import textwrap
 
+from annotate_helpers import hide_one_level, labelled
 from s3_server import FAKE_SECRET
 
+from seke_hf import SVUAMCAnnotator
 from seke_hf.annotate.cache import RequestCache, request_key
+from seke_hf.cli import main
 from seke_hf.llm.shared_cache import SharedRequestCache
+from seke_hf.simulate import SimulatedVLLM
 
 KEY = request_key({"model": "m", "messages": ["hello"]})
 
@@ -88,3 +93,57 @@ def test_credentials_stay_out_of_the_repr_and_the_keys(s3):
     assert FAKE_SECRET not in s3.filesystem().cat_file(cache._path(KEY)).decode()
     assert pickle.loads(pickle.dumps(cache)).get(KEY) == answer("neutral")  # workers get what they need to connect
     assert repr(SharedRequestCache("s3://user:pw@bucket/x", local=False)) == "SharedRequestCache('s3://bucket/x')"
+
+
+ANNOTATE = textwrap.dedent(
+    """
+    import sys
+    import datasets
+    from seke_hf import SVUAMCAnnotator
+    data, base_url, cache_url = sys.argv[1:4]
+    annotator = SVUAMCAnnotator(base_url=base_url, cache_dir=cache_url, progress=False, max_concurrency=4)
+    out = annotator.annotate(datasets.load_from_disk(data), batch_size=6)
+    annotator.close()
+    print(sum(out["requests"]))
+    """
+)
+
+
+def test_two_machines_annotating_at_once_share_their_answers_and_a_third_pays_nothing(s3, tmp_path):
+    full = labelled(12)
+    partial = hide_one_level(full)
+    partial.save_to_disk(str(tmp_path / "data"))
+    url = f"s3://{s3.bucket()}/seke-cache"
+    with SimulatedVLLM(truth=full, latency=0.02) as server:
+        machines = []
+        for name in ("a", "b"):  # each with its own local cache folder, as on two machines
+            env = {**os.environ, "SEKE_HF_CACHE": str(tmp_path / name)}
+            args = [sys.executable, "-c", ANNOTATE, str(tmp_path / "data"), server.base_url, url]
+            machines.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True))
+        needed = [int(m.communicate(timeout=240)[0].split()[-1]) for m in machines]
+        assert all(m.returncode == 0 for m in machines)
+        raced = server.stats()["requests"]
+        server.reset_stats()
+        third = SVUAMCAnnotator(base_url=server.base_url, cache_dir=url, progress=False)
+        out = third.annotate(partial, batch_size=6)
+        third.close()
+        assert server.stats()["requests"] == 0  # every answer read from the shared store
+    assert needed[0] <= raced <= needed[0] + needed[1]  # a lost race costs a duplicate request at most
+    assert all(status == "accepted" for status in out["status"])
+    assert len(SharedRequestCache(url, local=False)) == sum(out["requests"]) > 0
+
+
+def test_cache_push_and_pull_copy_answers_between_sqlite_and_the_shared_store(s3, tmp_path):
+    local = RequestCache.in_folder(tmp_path / "here")
+    for i in range(5):
+        local.put(request_key({"i": i}), answer(f"a{i}"))
+    local.close()
+    url = f"s3://{s3.bucket()}/shared"
+    SharedRequestCache(url, local=False).put(request_key({"i": 0}), answer("first"))  # already shared: stays
+    assert main(["cache", "push", url, "--cache-dir", str(tmp_path / "here")]) == 0
+    shared = SharedRequestCache(url, local=False)
+    assert len(shared) == 5 and shared.get(request_key({"i": 0})) == answer("first")
+    assert shared.get(request_key({"i": 3})) == answer("a3")
+    assert main(["cache", "pull", url, "--cache-dir", str(tmp_path / "there")]) == 0
+    there = RequestCache.in_folder(tmp_path / "there")
+    assert len(there) == 5 and there.get(request_key({"i": 4})) == answer("a4")
