@@ -24,6 +24,7 @@ Rows keep their order (`preserve_order`), and the output has exactly the columns
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
     import ray.data
 
     from seke_hf.annotate import SVUAMCAnnotator
+
+BLOCK_BYTES = 64 * 2**20
+"""Target size of the blocks a `datasets.Dataset` is cut into (Ray's advice: tens to a few hundred MB)."""
 
 CALLS_PER_ACTOR = 2
 """Batches an actor annotates at once: one finishing its slowest rows while the next fills the request slots."""
@@ -87,8 +91,7 @@ def annotate_with_ray(
         features = features or data.features
         # Not ray.data.from_huggingface: it first tries to re-load the dataset by its name and to reach huggingface.co
         # for Parquet files; its fallback is this same Arrow copy.
-        blocks = max(1, min(len(data) // max(batch_size, 1), 64 * workers)) if len(data) else 1
-        data = ray.data.from_arrow(data.with_format("arrow")[:], override_num_blocks=blocks)
+        data = ray.data.from_arrow(data.with_format("arrow")[:], override_num_blocks=_blocks(data, workers, batch_size))
     elif features is None:
         features = datasets.Features.from_arrow_schema(_arrow_schema(data))
     schema = annotator.output_features(features).arrow_schema
@@ -170,6 +173,12 @@ def _arrow_filesystem(fs: fsspec.AbstractFileSystem) -> Any:
     if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
         return LocalFileSystem()
     return PyFileSystem(FSSpecHandler(fs))
+
+
+def _blocks(data: datasets.Dataset, workers: int, batch_size: int) -> int:
+    """Enough blocks for every actor's concurrent calls, none much above BLOCK_BYTES, none smaller than a batch."""
+    wanted = max(workers * CALLS_PER_ACTOR, math.ceil(data.data.nbytes / BLOCK_BYTES))
+    return max(1, min(wanted, len(data) // max(batch_size, 1)))
 
 
 def _arrow_schema(data: ray.data.Dataset) -> pa.Schema:
