@@ -23,7 +23,9 @@ ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def cluster():
+def cluster(s3):
+    """A local cluster started after the S3 test server, so its workers inherit the endpoint and fake credentials
+    from the environment, as workers of a real cluster find theirs."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
@@ -79,7 +81,9 @@ def test_a_worker_killed_mid_batch_is_retried_and_pays_for_nothing_twice(full, p
     assert back.to_list() == reference.to_list()
 
 
-def test_two_ray_workers_write_the_single_process_output_as_parquet_shards(full, partial, tmp_path, monkeypatch):
+def test_two_ray_workers_write_the_single_process_output_as_parquet_shards_on_s3(
+    full, partial, tmp_path, monkeypatch, s3
+):
     partial.save_to_disk(str(tmp_path / "data"))
     monkeypatch.setenv("OPENAI_API_KEY", "sim")
     with SimulatedVLLM(truth=full, latency=0.02) as server:
@@ -88,12 +92,13 @@ def test_two_ray_workers_write_the_single_process_output_as_parquet_shards(full,
         needed = server.stats()["requests"]
         server.reset_stats()
         on_ray = ["--engine", "ray", "--workers", "2", "--batch-size", "3", "--max-concurrency", "4"]
-        assert main([*common, "--out", str(tmp_path / "ray"), "--cache-dir", str(tmp_path / "c2"), *on_ray]) == 0
+        out = f"s3://{s3.bucket()}/annotated"
+        assert main([*common, "--out", out, "--cache-dir", str(tmp_path / "c2"), *on_ray]) == 0
         sent = server.stats()["requests"]
     reference = datasets.load_from_disk(str(tmp_path / "local"))["train"]
-    shards = sorted(p.name for p in (tmp_path / "ray" / "data").iterdir())
-    assert len(shards) > 1 and shards[0] == f"train-00000-of-{len(shards):05d}.parquet"
-    back = datasets.load_dataset(str(tmp_path / "ray"), split="train")
+    shards = sorted(path.rsplit("/", 1)[1] for path in s3.filesystem().ls(out.removeprefix("s3://") + "/data"))
+    assert len(shards) > 1 and shards == [f"train-{i:05d}-of-{len(shards):05d}.parquet" for i in range(len(shards))]
+    back = datasets.load_dataset("parquet", data_files=f"{out}/data/train-*.parquet", split="train")
     assert back.features == reference.features  # ClassLabel and Image carried by the Parquet metadata
     assert back.to_list() == reference.to_list()  # same rows, same order, same values
     assert sent == needed  # every request once, whichever actor sent it
