@@ -14,8 +14,8 @@ import pytest
 from annotate_helpers import hide_one_level, labelled
 
 from seke_hf import SVUAMCAnnotator
-from seke_hf.annotate.cache import CACHE_FILE, RequestCache
 from seke_hf.cli import main
+from seke_hf.llm.cache import CACHE_FILE, RequestCache
 from seke_hf.scale import MissingExtra, annotate_with_ray, require, write_shards
 from seke_hf.simulate import SimulatedVLLM
 

@@ -13,8 +13,8 @@ from annotate_helpers import hide_one_level, labelled
 from s3_server import FAKE_SECRET
 
 from seke_hf import SVUAMCAnnotator
-from seke_hf.annotate.cache import RequestCache, request_key
 from seke_hf.cli import main
+from seke_hf.llm.cache import RequestCache, request_key
 from seke_hf.llm.shared_cache import SharedRequestCache
 from seke_hf.simulate import SimulatedVLLM
 
@@ -60,7 +60,7 @@ def test_a_damaged_entry_is_missing_not_wrong_and_the_next_put_replaces_it(s3, c
 RACE = textwrap.dedent(
     """
     import sys
-    from seke_hf.annotate.cache import request_key
+    from seke_hf.llm.cache import request_key
     from seke_hf.llm.shared_cache import SharedRequestCache
     url, name = sys.argv[1], sys.argv[2]
     cache = SharedRequestCache(url, local=False)
@@ -89,7 +89,7 @@ def test_credentials_stay_out_of_the_repr_and_the_keys(s3):
     url = f"s3://{s3.bucket()}/cache"
     cache = SharedRequestCache(url, local=False, storage_options={"secret": FAKE_SECRET, "key": "id"})
     cache.put(KEY, answer("neutral"))
-    assert FAKE_SECRET not in repr(cache) and FAKE_SECRET not in "".join(cache.keys())
+    assert FAKE_SECRET not in repr(cache) and FAKE_SECRET not in "".join(cache)
     assert FAKE_SECRET not in s3.filesystem().cat_file(cache._path(KEY)).decode()
     assert pickle.loads(pickle.dumps(cache)).get(KEY) == answer("neutral")  # workers get what they need to connect
     assert repr(SharedRequestCache("s3://user:pw@bucket/x", local=False)) == "SharedRequestCache('s3://bucket/x')"

@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
             return shared.create(*entry)
 
     else:
-        have = set(local.keys())
-        entries = [key for key in shared.keys() if key not in have]
+        have = set(local)
+        entries = [key for key in shared if key not in have]
 
         def copy(key: str) -> bool:
             value = shared.fetch(key)

@@ -23,13 +23,14 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import fsspec
 
-from seke_hf.annotate.cache import CACHE_FILE, RequestCache, default_cache_dir
+from seke_hf.llm.cache import CACHE_FILE, RequestCache, default_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -117,19 +118,18 @@ class SharedRequestCache:
         return created
 
     def values_since(self, timestamp: float) -> Iterator[dict[str, Any]]:
-        """Values of the objects written at or after `timestamp` (by any machine): a listing, then one read each.
-        Object stores keep whole seconds, so an answer stored within the second before `timestamp` counts too."""
-        for path, info in self._objects().items():
-            modified = _modified(info)
-            if modified is None or modified + 1 > timestamp:
-                value = self.fetch(Path(path).stem)
-                if value is not None:
-                    yield value
+        """Values of the objects written at or after `timestamp` (by any machine): a listing, then one read each
+        (16 at a time). Object stores keep whole seconds, so an answer stored in the second before counts too."""
+        recent = [Path(path).stem for path, info in self._objects().items() if _recent(info, timestamp)]
+        with ThreadPoolExecutor(16) as pool:
+            values = list(pool.map(self.fetch, recent))
+        return (value for value in values if value is not None)
 
     def __len__(self) -> int:
         return len(self._objects())
 
-    def keys(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[str]:
+        """The keys stored (a listing of the store)."""
         return (Path(path).stem for path in self._objects())
 
     def close(self) -> None:
@@ -189,6 +189,11 @@ def _decode(key: str, data: bytes) -> dict[str, Any] | None:
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _recent(info: Mapping[str, Any], timestamp: float) -> bool:
+    modified = _modified(info)
+    return modified is None or modified + 1 > timestamp
 
 
 def _modified(info: Mapping[str, Any]) -> float | None:
