@@ -142,7 +142,9 @@ def write_shards(
         shard = f"{root}/data/{split}-{i:05d}-of-{len(parts):05d}.parquet"
         fs.mv(part, shard)
         shards.append(fs.unstrip_protocol(shard))
-    fs.rm(staging, recursive=True)
+    fs.invalidate_cache()
+    if fs.exists(staging):  # a folder on a file system; nothing left on an object store
+        fs.rm(staging, recursive=True)
     return shards
 
 
