@@ -56,6 +56,7 @@ class AnnotateBatches:
     def __init__(self, annotator: SVUAMCAnnotator, schema: pa.Schema) -> None:
         self.annotator = annotator  # unpickled in the actor: its client, loop and cache open on first use
         self.schema = schema
+        annotator.backend  # noqa: B018  (created now, before two batches run at once and both would create one)
 
     def __call__(self, table: pa.Table) -> pa.Table:
         generated = self.annotator(table.to_pydict())
