@@ -15,7 +15,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import datasets
 import jinja2
@@ -27,11 +27,9 @@ from datasets.splits import SplitDict, SplitInfo
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from seke_hf.release import image_columns
+from seke_hf.columns import image_columns
+from seke_hf.publish.files import ConfigLayout
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS, NOT_ANNOTATED
-
-if TYPE_CHECKING:
-    from seke_hf.publish.layout import ConfigLayout
 
 CARDS_PACKAGE = "seke_hf.cards"
 CARD_TEMPLATE = "dataset_card.md.j2"

@@ -1,12 +1,5 @@
-"""Write a FEID/FEAB release as the Hub lays it out, in a local folder: what `load_dataset(folder, config)` reads is
-exactly what `push` uploads.
-
-```
-README.md                                   dataset card (YAML: configs, dataset_info, licence, gating)
-LICENSE                                     the terms of the release and of each source corpus
-seke_release.json                           kind, mode, build info: lets the folder be re-rendered or re-exported
-data/<config>/<split>-00000-of-00002.parquet
-```
+"""Write a FEID/FEAB release as the Hub lays it out, in a local folder (the files are named in `files.py`): what
+`load_dataset(folder, config)` reads is exactly what `push` uploads.
 
 Shards follow `Dataset.push_to_hub`'s naming and embed image bytes (`embed_table_storage`), so the Parquet files
 need neither this package nor the original image files to be read. The `all` config points at the per-corpus
@@ -21,7 +14,6 @@ import logging
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,9 +22,11 @@ import pyarrow.parquet as pq
 from datasets.table import embed_table_storage
 from datasets.utils.py_utils import convert_file_size_to_int
 
+from seke_hf.columns import image_columns
 from seke_hf.corpora import CORPORA
 from seke_hf.publish.card import public_build_info, render_card, render_license
-from seke_hf.release import export_annotations, image_columns
+from seke_hf.publish.files import DATA_DIR, RELEASE_FILE, RELEASE_FILES, ConfigLayout
+from seke_hf.release import export_annotations
 
 logger = logging.getLogger("seke_hf.publish")
 
@@ -46,22 +40,6 @@ DEFAULT_SPLIT: dict[str, str] = {"feid": "train", "feab": "test"}
 SPLIT_ORDER = ("train", "validation", "test")
 MAX_SHARD_SIZE = "500MB"
 """Largest Parquet shard, as `push_to_hub`'s default (estimated from the Arrow size, images included)."""
-DATA_DIR = "data"
-RELEASE_FILE = "seke_release.json"
-RELEASE_FILES = ("README.md", "LICENSE", RELEASE_FILE, ".gitattributes")
-"""What a release folder may hold besides `data/`: anything else means the folder is not a release."""
-
-
-@dataclass
-class ConfigLayout:
-    """Where one config's splits live: data_files patterns (relative to the release folder) and split info."""
-
-    name: str
-    data_files: dict[str, list[str]] = field(default_factory=dict)
-    features: datasets.Features | None = None
-    num_examples: dict[str, int] = field(default_factory=dict)
-    num_bytes: dict[str, int] = field(default_factory=dict)
-    download_size: int = 0
 
 
 def build_repo(

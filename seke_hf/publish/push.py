@@ -24,15 +24,8 @@ from typing import Any, Literal
 import datasets
 from huggingface_hub import CommitInfo, CommitOperationAdd, CommitOperationDelete, HfApi
 
-from seke_hf.publish.layout import (
-    DATA_DIR,
-    MAX_SHARD_SIZE,
-    Kind,
-    Mode,
-    build_repo,
-    read_release,
-    release_has_images,
-)
+from seke_hf.publish.files import DATA_DIR
+from seke_hf.publish.layout import MAX_SHARD_SIZE, Kind, Mode, build_repo, read_release, release_has_images
 
 logger = logging.getLogger("seke_hf.publish")
 
