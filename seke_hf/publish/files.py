@@ -18,8 +18,8 @@ DATA_DIR = "data"
 CARD_FILE = "README.md"
 LICENSE_FILE = "LICENSE"
 RELEASE_FILE = "seke_release.json"
-RELEASE_FILES = (CARD_FILE, LICENSE_FILE, RELEASE_FILE, ".gitattributes")
-"""What a release folder may hold besides `data/`: anything else means the folder is not a release."""
+RELEASE_FILES = (CARD_FILE, LICENSE_FILE, RELEASE_FILE)
+"""What a release folder holds besides `data/`: anything else means the folder is not a release."""
 
 
 @dataclass
@@ -32,3 +32,5 @@ class ConfigLayout:
     num_examples: dict[str, int] = field(default_factory=dict)
     num_bytes: dict[str, int] = field(default_factory=dict)
     download_size: int = 0
+    shards: list[str] = field(default_factory=list)
+    """The Parquet files written for this config (relative paths); empty when it reuses other configs' shards."""

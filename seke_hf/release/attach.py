@@ -17,7 +17,14 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seke_hf.columns import CHAT_IMAGES_COLUMN, IMAGE_COLUMN, MESSAGES_COLUMN, column_values, dataset_from_arrays
+from seke_hf.columns import (
+    CHAT_IMAGES_COLUMN,
+    IMAGE_COLUMN,
+    MESSAGES_COLUMN,
+    column_values,
+    dataset_from_arrays,
+    file_columns,
+)
 from seke_hf.sources import find_corpus_dirs, load_source
 
 logger = logging.getLogger("seke_hf.release")
@@ -34,7 +41,7 @@ class AttachReport:
     """What `attach_images` restored, and which ids it could not find and why."""
 
     restored: int = 0
-    missing: dict[str, list[str]] = field(default_factory=dict)
+    missing: dict[str, list[Any]] = field(default_factory=dict)
     """source -> sample ids whose corpus was found but has no such sample."""
     missing_corpora: dict[str, int] = field(default_factory=dict)
     """source -> number of ids whose corpus folder is not under the root."""
@@ -50,7 +57,7 @@ class AttachReport:
         for source, count in self.missing_corpora.items():
             lines.append(f"  {source}: {count} ids, corpus folder not found under the root")
         for source, ids in self.missing.items():
-            examples = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+            examples = ", ".join(map(str, ids[:5])) + (", ..." if len(ids) > 5 else "")
             lines.append(f"  {source}: {len(ids)} ids not in {self.searched.get(source, '?')} (e.g. {examples})")
         return "\n".join(lines)
 
@@ -101,6 +108,11 @@ def attach_images(
     present = [c for c in columns if c in ds.column_names]
     if present:
         raise ValueError(f"the dataset already has image column(s) {present}")
+    foreign = file_columns(ds.features)
+    if foreign:  # its cells could name any file on this machine, which a full release would then embed
+        logger.warning("attach_images: dropped column(s) %s: images come only from your own copies of the corpora",
+                       ", ".join(foreign))  # fmt: skip
+        ds = ds.remove_columns(foreign)
     ids, sources = column_values(ds, "sample_id"), column_values(ds, "source")
     dirs = find_corpus_dirs(root, paths)
     report = AttachReport()
@@ -177,6 +189,9 @@ def _add_image_columns(ds: datasets.Dataset, images: pa.Array, columns: Sequence
         arrays[CHAT_IMAGES_COLUMN] = pa.ListArray.from_arrays(offsets, images, mask=pc.is_null(images))
         features[CHAT_IMAGES_COLUMN] = datasets.List(datasets.Image())
         order.insert(order.index(MESSAGES_COLUMN) + 1 if MESSAGES_COLUMN in order else len(order), CHAT_IMAGES_COLUMN)
+    if len(ds) == 0:  # concatenate_datasets would drop the new columns of an empty dataset
+        features = {**ds.features, **features}
+        return datasets.Dataset.from_dict({c: [] for c in order}, datasets.Features({c: features[c] for c in order}))
     added = dataset_from_arrays(arrays, datasets.Features(features))
     return datasets.concatenate_datasets([ds, added], axis=1).select_columns(order)
 

@@ -6,15 +6,16 @@ from typing import TypeVar
 
 import datasets
 
-from seke_hf.columns import image_columns
+from seke_hf.columns import file_columns
 
 D = TypeVar("D", datasets.Dataset, datasets.DatasetDict)
 
 
 def export_annotations(ds: D) -> D:
-    """The dataset without its images: sample ids, labels, provenance and chat text stay; pixels go."""
+    """The dataset without its images: sample ids, labels, provenance and chat text stay; pixels (and any other
+    file column: audio, video, documents) go."""
     if isinstance(ds, datasets.DatasetDict):
         return datasets.DatasetDict({split: export_annotations(d) for split, d in ds.items()})
     if "sample_id" not in ds.column_names:
         raise ValueError("export_annotations needs a `sample_id` column: it is the key that brings images back")
-    return ds.remove_columns(image_columns(ds.features))
+    return ds.remove_columns(file_columns(ds.features))

@@ -13,7 +13,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from seke_hf.columns import column_values, dataset_from_arrays, holds_feature
+from seke_hf.columns import IMAGE_COLUMNS, column_values, dataset_from_arrays, holds_feature
 from seke_hf.release.export import export_annotations
 
 logger = logging.getLogger("seke_hf.release")
@@ -77,9 +77,17 @@ def annotation_features(
     extra = annotations if isinstance(annotations, datasets.Features) else annotations.features
     merged = dict(features)
     for name, feature in extra.items():
-        if name not in IDENTITY_COLUMNS and name not in merged and not holds_feature(feature, datasets.Image):
+        if name not in merged and _mergeable(name, feature, features):
             merged[name] = feature
     return datasets.Features(merged)
+
+
+def _mergeable(name: str, feature: object, row_features: datasets.Features) -> bool:
+    """Whether an annotations column may be taken onto the rows: labels yes; identity, images and files never (a
+    path in an annotations file must not replace a face, or a full release would embed whatever file it names)."""
+    if name in IDENTITY_COLUMNS or name in IMAGE_COLUMNS or holds_feature(feature, None):
+        return False
+    return name not in row_features or not holds_feature(row_features[name], None)
 
 
 def merge_annotations(
@@ -104,14 +112,18 @@ def merge_annotations(
     index = [position.get(sample_id) for sample_id in ids]
     unmatched = [sample_id for sample_id, i in zip(ids, index, strict=True) if i is None]
     if unmatched:
-        message = f"{len(unmatched)} of {len(ids)} rows have no annotation (e.g. {', '.join(unmatched[:5])})"
+        message = f"{len(unmatched)} of {len(ids)} rows have no annotation (e.g. {', '.join(map(str, unmatched[:5]))})"
         if on_unmatched == "raise":
             raise KeyError(message)
         logger.warning("merge_annotations: %s; %s", message, "dropped" if on_unmatched == "drop" else "kept as is")
         if on_unmatched == "drop":
             keep = [row for row, i in enumerate(index) if i is not None]
             ds, index = ds.select(keep), [index[row] for row in keep]
-    columns = [c for c in table.column_names if c not in IDENTITY_COLUMNS]
+    columns = [c for c in table.column_names if _mergeable(c, table.features[c], ds.features)]
+    ignored = [c for c in table.column_names if c not in columns and c not in IDENTITY_COLUMNS]
+    if ignored:
+        logger.warning("merge_annotations: ignored column(s) %s: images and files stay those of the rows",
+                       ", ".join(ignored))  # fmt: skip
     if not columns:
         return ds
     overlap = [c for c in columns if c in ds.column_names]
@@ -139,7 +151,8 @@ def _unique_positions(ids: list[str]) -> dict[str, int]:
             duplicates.append(sample_id)
         position[sample_id] = i
     if duplicates:
-        raise ValueError(f"annotations repeat {len(duplicates)} sample ids (e.g. {', '.join(duplicates[:5])}); "
+        examples = ", ".join(map(str, duplicates[:5]))
+        raise ValueError(f"annotations repeat {len(duplicates)} sample ids (e.g. {examples}); "
                          "each sample needs exactly one row")  # fmt: skip
     return position
 
