@@ -69,6 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from seke_hf.publish import push
+    from seke_hf.urls import public_url
 
     options = dict(
         repo_id=args.repo_id, private=args.private, gated=args.gated, endpoint=args.endpoint,
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="seke_annotations_") as tmp:
             commit = push(annotations_copy(args.dir, Path(tmp) / "release", repo_id=args.repo_id), **options)
-    print(commit.pr_url or commit.commit_url)
+    print(public_url(commit.pr_url or commit.commit_url))
     return 0
 
 

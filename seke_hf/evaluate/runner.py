@@ -30,6 +30,7 @@ from seke_hf.annotate.cache import CACHE_FILE, RequestCache, default_cache_dir, 
 from seke_hf.annotate.prompts import image_data_url
 from seke_hf.evaluate.scoring import ERROR, questions, read_prediction, reference_rows, score, write_predictions
 from seke_hf.evaluate.tasks import ANSWER_FORMATS, PROMPT_VERSION, TASK_NAMES, check_tasks, get_task
+from seke_hf.urls import public_url
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ async def arun(
         write_predictions(records, predictions_path)
     info = {
         "model": model,
-        "endpoint": backend.endpoint,
+        "endpoint": public_url(backend.endpoint),
         "answer_format": asker.answer_format,
         "prompt_version": PROMPT_VERSION,
         "temperature": temperature,

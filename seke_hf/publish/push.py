@@ -37,6 +37,7 @@ from seke_hf.publish.files import RELEASE_FILE
 from seke_hf.publish.history import history_findings
 from seke_hf.publish.layout import MAX_SHARD_SIZE, Kind, Mode, build_repo
 from seke_hf.publish.manifest import expected_files, read_release
+from seke_hf.urls import public_url
 
 logger = logging.getLogger("seke_hf.publish")
 
@@ -141,8 +142,8 @@ def _push_folder(
     if squash_history:
         api.super_squash_history(repo_id, repo_type=REPO_TYPE, branch=MAIN, commit_message=message)
         head = api.repo_info(repo_id, repo_type=REPO_TYPE).sha
-        commit = CommitInfo(commit_url=f"{api.endpoint}/{REPO_TYPE}s/{repo_id}/commit/{head}", commit_message=message,
-                            commit_description="", oid=head)  # fmt: skip
+        url = f"{public_url(api.endpoint)}/{REPO_TYPE}s/{repo_id}/commit/{head}"
+        commit = CommitInfo(commit_url=url, commit_message=message, commit_description="", oid=head)
         logger.info("history of %s rewritten to one commit: %s", repo_id, commit.commit_url)
         if opens and not allow_public_images:
             _check_history(api, repo_id, skip_refs=(), squash=True)
@@ -175,7 +176,7 @@ def _commit(api: HfApi, repo_id: str, additions: list[CommitOperationAdd], messa
         "%s %s: %s",
         "published" if changed else "unchanged, nothing to commit:",
         repo_id,
-        commit.pr_url or commit.commit_url,
+        public_url(commit.pr_url or commit.commit_url),
     )
     return commit
 
