@@ -38,7 +38,7 @@ def file_columns(features: datasets.Features) -> list[str]:
     return [name for name, feature in features.items() if holds_feature(feature, None)]
 
 
-def holds_feature(feature: Any, kind: type | None) -> bool:
+def holds_feature(feature: Any, kind: type | tuple[type, ...] | None) -> bool:
     """Whether `feature` is, or contains, a `kind` feature (`None`: any feature that embeds files)."""
     if hasattr(feature, "embed_storage") if kind is None else isinstance(feature, kind):
         return True

@@ -142,12 +142,25 @@ def test_a_parquet_of_image_bytes_that_build_repo_did_not_write_is_refused(hub, 
     assert ("dataset", f"{ORG}/stray-parquet") not in hub.repos
 
 
-def test_a_shard_with_image_bytes_is_refused_whatever_its_metadata_and_the_manifest_say(
-    hub, annotations_release, faces
+def _pixels(face: bytes) -> list[int]:
+    import PIL.Image
+
+    return list(PIL.Image.open(io.BytesIO(face)).convert("L").tobytes())
+
+
+@pytest.mark.parametrize("kind", ["bytes", "pixels"])
+def test_a_shard_with_images_is_refused_whatever_its_metadata_and_the_manifest_say(
+    hub, annotations_release, faces, kind
 ):
     shard = annotations_release / "data" / "disfa" / "train-00000-of-00001.parquet"
     rows = pq.read_table(shard)
-    swapped = rows.append_column("pixels", pa.array(faces[: rows.num_rows], pa.binary()))
+    chosen = faces[: rows.num_rows]
+    column = (
+        pa.array(chosen, pa.binary())
+        if kind == "bytes"
+        else pa.array([_pixels(f) for f in chosen], pa.list_(pa.uint8()))
+    )
+    swapped = rows.append_column("pixels", column)
     pq.write_table(swapped.replace_schema_metadata(rows.schema.metadata), shard)  # metadata: no such column
     manifest = json.loads((annotations_release / MANIFEST).read_text())
     manifest["files"][shard.relative_to(annotations_release).as_posix()] = _sha256(shard)  # the manifest lies too

@@ -1,9 +1,10 @@
 """What a file really holds, whatever its name or metadata claims: images or other binary data, or only text and
 numbers. `push` asks this of every file of a release folder and of every file in a repo's history.
 
-- A Parquet file holds images if its `datasets` metadata declares an image (or any file) feature, if any column
-  has a binary type anywhere inside it (that is how image bytes are stored, with or without metadata), or, read in
-  full, if a string column holds images encoded as text (`data:` URIs, base64 of JPEG/PNG/GIF/WebP).
+- A Parquet file holds images if its `datasets` metadata declares an image (or any file, or an ArrayND) feature, if
+  any column has a binary type or arrays of bytes (lists of 8-bit integers: pixels) anywhere inside it (that is how
+  image bytes are stored, with or without metadata), or, read in full, if a string column holds images encoded as
+  text (`data:` URIs, base64 of JPEG/PNG/GIF/WebP).
 - Any other file holds images if it starts with an image signature or is not text (NUL bytes, invalid UTF-8).
 """
 
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from seke_hf.columns import file_columns
+from seke_hf.columns import file_columns, holds_feature
 
 IMAGE_SIGNATURES = {
     b"\xff\xd8\xff": "JPEG",
@@ -37,6 +38,7 @@ TEXT_SAMPLE = 1 << 16
 ENCODED_IMAGE = r"^\s*(data:[\w.+-]+/[\w.+-]+(;[\w=.+-]+)*;base64,|/9j/|iVBORw0KGgo|R0lGOD[lh]|UklGR)"
 """A string that starts like an image encoded as text: a base64 `data:` URI, or base64 of a JPEG/PNG/GIF/RIFF."""
 ENCODED_MIN_LENGTH = 64
+ARRAY_FEATURES = (datasets.Array2D, datasets.Array3D, datasets.Array4D, datasets.Array5D)
 
 
 def parquet_findings(file: str | os.PathLike | BinaryIO, read_strings: bool = True) -> list[str]:
@@ -47,7 +49,7 @@ def parquet_findings(file: str | os.PathLike | BinaryIO, read_strings: bool = Tr
         schema = parquet.schema_arrow
     except (pa.ArrowException, OSError) as e:
         return [f"not a readable Parquet file ({e})"]
-    findings = [f"column {name!r} is declared as a file feature" for name in _declared_file_columns(schema)]
+    findings = [f"column {name!r} is declared as a file or array feature" for name in _declared_columns(schema)]
     findings += [f"column {f.name!r} holds binary data ({f.type})" for f in schema if _has_binary(f.type)]
     if read_strings and not findings:
         text = [f.name for f in schema if _has_string(f.type)]
@@ -92,13 +94,18 @@ def file_findings(path: str | os.PathLike) -> list[str]:
     return head_findings(head)
 
 
-def _declared_file_columns(schema: pa.Schema) -> list[str]:
+def _declared_columns(schema: pa.Schema) -> list[str]:
+    """Columns the `datasets` metadata declares as files (Image, Audio, ...) or N-d arrays (pixels)."""
     metadata = (schema.metadata or {}).get(b"huggingface")
     try:
         features = json.loads(metadata or b"{}").get("info", {}).get("features")
-        return file_columns(datasets.Features.from_dict(features)) if features else []
+        if not features:
+            return []
+        features = datasets.Features.from_dict(features)
     except (ValueError, TypeError, KeyError, AttributeError):
         return ["<unreadable datasets metadata>"]
+    arrays = [name for name, feature in features.items() if holds_feature(feature, ARRAY_FEATURES)]
+    return sorted({*file_columns(features), *arrays})
 
 
 def _children(type_: pa.DataType) -> Iterator[pa.DataType]:
@@ -110,12 +117,14 @@ def _children(type_: pa.DataType) -> Iterator[pa.DataType]:
         yield type_.value_type
 
 
-def _has_binary(type_: pa.DataType) -> bool:
+def _has_binary(type_: pa.DataType, in_list: bool = False) -> bool:
+    """Binary anywhere inside `type_`, or a list of 8-bit integers (bytes or pixels by another name)."""
     if pa.types.is_binary(type_) or pa.types.is_large_binary(type_) or pa.types.is_fixed_size_binary(type_):
         return True
-    if pa.types.is_binary_view(type_):
+    if pa.types.is_binary_view(type_) or (in_list and pa.types.is_integer(type_) and type_.bit_width == 8):
         return True
-    return any(_has_binary(child) for child in _children(type_))
+    listed = hasattr(type_, "value_type") and not pa.types.is_dictionary(type_)  # the values of a list type
+    return any(_has_binary(child, listed) for child in _children(type_))
 
 
 def _has_string(type_: pa.DataType) -> bool:

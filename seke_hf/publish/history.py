@@ -21,10 +21,11 @@ ReadRange = Callable[[int, int], bytes]
 
 
 def history_findings(
-    api: HfApi, repo_id: str, *, repo_type: str = "dataset", skip_refs: Iterable[str] = ()
+    api: HfApi, repo_id: str, *, repo_type: str = "dataset", skip_refs: Iterable[str] = (), limit: int = 20
 ) -> list[str]:
-    """Every file in the repo's history that may hold images or binary data, as "path at commit (refs): why".
-    Refs in `skip_refs` (e.g. "refs/heads/main") are not walked; commits they share with other refs are."""
+    """Files in the repo's history that may hold images or binary data, as "path at commit (refs): why", up to
+    `limit` of them (one is enough to refuse). Refs in `skip_refs` (e.g. "refs/heads/main") are not walked; commits
+    they share with other refs are."""
     skip = set(skip_refs)
     refs = api.list_repo_refs(repo_id, repo_type=repo_type, include_pull_requests=True)
     heads = [r for r in [*refs.branches, *refs.tags, *(refs.pull_requests or [])] if r.ref not in skip]
@@ -43,6 +44,8 @@ def history_findings(
                 verdicts[key] = _remote_findings(_range_reader(api, repo_id, repo_type, sha, entry.path), entry.size)
             if verdicts[key]:
                 findings.append(f"{entry.path} at {sha[:8]} ({', '.join(sorted(names))}): {'; '.join(verdicts[key])}")
+                if len(findings) >= limit:
+                    return findings
     return findings
 
 

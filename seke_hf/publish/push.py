@@ -199,7 +199,7 @@ def _check_history(api: HfApi, repo_id: str, skip_refs: tuple[str, ...], squash:
     found = history_findings(api, repo_id, repo_type=REPO_TYPE, skip_refs=skip_refs)
     if not found:
         return
-    listed = "; ".join(found[:10]) + (f"; and {len(found) - 10} more" if len(found) > 10 else "")
+    listed = "; ".join(found[:10]) + ("; and more" if len(found) > 10 else "")
     if squash:
         how = ("Rewriting main (squash_history) does not reach them: delete those branches or tags, or push to a "
                "new repo.")  # fmt: skip
