@@ -106,17 +106,9 @@ def _push_folder(
     commit_message: str | None,
     squash_history: bool,
 ) -> CommitInfo:
-    release, expected = read_release(folder), expected_files(folder)
     gated_value = _gated_setting(gated)
-    additions = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(folder / p)) for p in [*expected, RELEASE_FILE]]
-    changed = [op.path_in_repo for op in additions
-               if op.path_in_repo in expected and op.upload_info.sha256.hex() != expected[op.path_in_repo]]  # fmt: skip
-    if changed:
-        raise UnsafeReleaseError(
-            f"refusing to push {folder}: files changed since build_repo wrote them: {', '.join(changed)}. "
-            "Rebuild the release (build_repo) rather than editing it."
-        )
-    images = {op.path_in_repo: found for op in additions if (found := file_findings(folder / op.path_in_repo))}
+    release = read_release(folder)
+    additions, images = _release_operations(folder)
     from seke_hf import __version__
 
     api = HfApi(endpoint=endpoint, token=token, library_name="seke-hf", library_version=__version__)
@@ -149,8 +141,24 @@ def _push_folder(
             _check_history(api, repo_id, skip_refs=(), squash=True)
     if (private, gated_value) != protected:
         api.update_repo_settings(repo_id, repo_type=REPO_TYPE, private=private, gated=gated_value)
-        logger.info("%s is now %s", repo_id, "public" if not private else "private")
+        logger.info("%s opened: private=%s, gated=%s", repo_id, private, gated_value)
     return commit
+
+
+def _release_operations(folder: Path) -> tuple[list[CommitOperationAdd], dict[str, list[str]]]:
+    """The uploads of exactly the release in `folder` (checked against its manifest, hashes included), and what
+    in them may hold images ({path: reasons}, read from the files' content)."""
+    expected = expected_files(folder)
+    additions = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(folder / p)) for p in [*expected, RELEASE_FILE]]
+    changed = [op.path_in_repo for op in additions
+               if op.path_in_repo in expected and op.upload_info.sha256.hex() != expected[op.path_in_repo]]  # fmt: skip
+    if changed:
+        raise UnsafeReleaseError(
+            f"refusing to push {folder}: files changed since build_repo wrote them: {', '.join(changed)}. "
+            "Rebuild the release (build_repo) rather than editing it."
+        )
+    images = {op.path_in_repo: found for op in additions if (found := file_findings(folder / op.path_in_repo))}
+    return additions, images
 
 
 def _commit(api: HfApi, repo_id: str, additions: list[CommitOperationAdd], message: str, create_pr: bool) -> CommitInfo:
