@@ -391,7 +391,12 @@ class HubServer:
         branches = [
             {"name": n, "ref": f"refs/heads/{n}", "targetCommit": s} for n, s in repo.refs.items() if "/" not in n
         ]
-        reply: dict[str, Any] = {"branches": branches, "converts": [], "tags": []}
+        converts = [
+            {"name": n.removeprefix("refs/convert/"), "ref": n, "targetCommit": s}
+            for n, s in repo.refs.items()
+            if n.startswith("refs/convert/")
+        ]
+        reply: dict[str, Any] = {"branches": branches, "converts": converts, "tags": []}
         if request.query.get("include_prs", ["0"])[0] in ("1", "true", "True"):
             reply["pullRequests"] = [
                 {"name": n.removeprefix("refs/pr/"), "ref": n, "targetCommit": s}

@@ -287,6 +287,15 @@ def test_images_in_a_pull_request_block_opening_even_with_squash(hub, built):
     assert hub.repo(repo_id).private and hub.repo(repo_id).refs == before, "refused before rewriting anything"
 
 
+def test_images_in_the_hubs_parquet_conversion_block_opening_even_with_squash(hub, built):
+    repo_id = f"{ORG}/converted"
+    full = push(built["full"], repo_id, token=TOKEN)
+    hub.repo(repo_id).refs["refs/convert/parquet"] = full.oid  # what the Hub's dataset viewer keeps of a release
+    with pytest.raises(UnsafeReleaseError, match=r"(?s)refs/convert/parquet.*new repo"):
+        _public(built["annotations"], repo_id, squash_history=True)
+    assert hub.repo(repo_id).private and hub.repo(repo_id).refs["main"] == full.oid
+
+
 # -- 3. a release never carries a local file into a shard ----------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
-"""Which revisions of a Hub repo hold images: every commit reachable from a branch, a tag or a pull request, and
-every file in it (each distinct file read once, a Parquet file by its footer only, through range requests).
+"""Which revisions of a Hub repo hold images: every commit reachable from a branch, a tag, a pull request or one of
+the Hub's own conversion branches (`refs/convert/parquet`, which the dataset viewer fills with a copy of the data),
+and every file in it (each distinct file read once, a Parquet file by its footer only, through range requests).
 
 Making a repo public makes all of its history readable, not only its head: `push` refuses to open a repo whose
 history holds images unless that history is first rewritten (`super_squash_history`).
@@ -28,7 +29,8 @@ def history_findings(
     they share with other refs are."""
     skip = set(skip_refs)
     refs = api.list_repo_refs(repo_id, repo_type=repo_type, include_pull_requests=True)
-    heads = [r for r in [*refs.branches, *refs.tags, *(refs.pull_requests or [])] if r.ref not in skip]
+    every = [*refs.branches, *refs.converts, *refs.tags, *(refs.pull_requests or [])]
+    heads = [r for r in every if r.ref not in skip]
     reachable: dict[str, set[str]] = {}
     for ref in heads:
         for commit in api.list_repo_commits(repo_id, repo_type=repo_type, revision=ref.target_commit):

@@ -209,8 +209,8 @@ def _check_history(api: HfApi, repo_id: str, skip_refs: tuple[str, ...], squash:
         return
     listed = "; ".join(found[:10]) + ("; and more" if len(found) > 10 else "")
     if squash:
-        how = ("Rewriting main (squash_history) does not reach them: delete those branches or tags, or push to a "
-               "new repo.")  # fmt: skip
+        how = ("Rewriting main (squash_history) does not reach them: push to a new repo (or delete those branches, "
+               "tags or pull requests first; a refs/convert/ branch is the Hub's own copy of the data).")  # fmt: skip
     else:
         how = ("Push to a new repo instead, or rewrite the history of main to the new commit first with "
                "squash_history=True (seke-hf publish --squash-history; irreversible). Or keep the repo private or "
