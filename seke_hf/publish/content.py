@@ -30,9 +30,9 @@ IMAGE_SIGNATURES = {
     b"GIF89a": "GIF",
     b"II*\x00": "TIFF",
     b"MM\x00*": "TIFF",
-    b"BM": "BMP",
     b"\x00\x00\x00\x0cjP  ": "JPEG 2000",
 }
+"""Signatures of the common image formats (a BMP, like most binary files, is caught by its NUL bytes)."""
 TEXT_SAMPLE = 1 << 16
 """How much of a non-Parquet file is read to tell text from binary data."""
 ENCODED_IMAGE = r"^\s*(data:[\w.+-]+/[\w.+-]+(;[\w=.+-]+)*;base64,|/9j/|iVBORw0KGgo|R0lGOD[lh]|UklGR)"
@@ -53,13 +53,14 @@ def parquet_findings(file: str | os.PathLike | BinaryIO, read_strings: bool = Tr
     findings += [f"column {f.name!r} holds binary data ({f.type})" for f in schema if _has_binary(f.type)]
     if read_strings and not findings:
         text = [f.name for f in schema if _has_string(f.type)]
+        encoded: set[str] = set()
         for batch in parquet.iter_batches(columns=text) if text else ():
             for name, column in zip(batch.schema.names, batch.columns, strict=True):
-                if any(_encoded_images(array) for array in _string_arrays(column)):
-                    findings.append(f"column {name!r} holds images encoded as text")
-                    text.remove(name)
-            if not text:
+                if name not in encoded and any(_encoded_images(array) for array in _string_arrays(column)):
+                    encoded.add(name)
+            if len(encoded) == len(text):
                 break
+        findings += [f"column {name!r} holds images encoded as text" for name in encoded]
     return sorted(set(findings))
 
 
