@@ -79,7 +79,9 @@ def attach_images(
     which FEID/FEAB use), so restored rows are byte-identical to the originals. Ids that cannot be found are
     dropped (`on_missing="drop"`), kept with a null image (`"keep"`) or raise `ImagesNotFound` (`"raise"`); a report
     naming them is logged either way, and returned with `return_report=True`. `columns` says what to restore:
-    by default `images` (a list with the face) for chat rows (a `messages` column), else `image`.
+    by default `images` (a list with the face) for chat rows (a `messages` column), else `image`. Any other column
+    of `ds` that stores files (an `Image`, `Audio`, ... column of a release: its cells could be paths to any file
+    here, which a full release would embed) is dropped with a warning: images come only from your corpora.
     """
     if isinstance(ds, datasets.DatasetDict):
         outputs = {
