@@ -187,6 +187,21 @@ def test_images_encoded_as_text_are_found(hub, annotations_release):
         _public(annotations_release, f"{ORG}/base64")
 
 
+def test_an_annotations_only_copy_reads_only_what_build_repo_wrote(hub, built, tmp_path, monkeypatch):
+    from seke_hf.cli import publish as publish_cli
+
+    folder = Path(shutil.copytree(built["full"], tmp_path / "full"))
+    stray = pq.read_table(folder / "data" / "rafdb" / "train-00000-of-00001.parquet")
+    pq.write_table(stray, folder / "data" / "rafdb" / "train-00001-of-00002.parquet")  # matches the card's pattern
+    parser = argparse.ArgumentParser()
+    publish_cli.add_parser(parser.add_subparsers())
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    args = parser.parse_args(["publish", str(folder), "--repo-id", f"{ORG}/stray-shard", "--annotations-only"])
+    with pytest.raises(UnsafeReleaseError, match=r"train-00001-of-00002\.parquet"):
+        args.func(args)
+    assert ("dataset", f"{ORG}/stray-shard") not in hub.repos
+
+
 def test_a_file_changed_after_build_repo_is_refused(hub, annotations_release):
     card = annotations_release / "README.md"
     card.write_text(card.read_text() + "\n![face](data:image/jpeg;base64,/9j/4AAQSkZJRg==)\n")

@@ -90,8 +90,10 @@ def annotations_copy(folder: Path, out: Path, repo_id: str | None = None) -> Pat
     import datasets
 
     from seke_hf.publish import build_repo, read_release
+    from seke_hf.publish.manifest import expected_files
 
     release = read_release(folder)
+    expected_files(folder)  # read only what build_repo wrote: a stray shard would otherwise be read as a split
     if release["mode"] == "annotations":
         return folder
     configs = {name: datasets.load_dataset(str(folder), name) for name in release["configs"]}
