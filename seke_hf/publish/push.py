@@ -109,7 +109,7 @@ def _push_folder(
     gated_value = _gated_setting(gated)
     release = read_release(folder)
     additions, images = _release_operations(folder)
-    from seke_hf import __version__
+    from seke_hf._version import __version__
 
     api = HfApi(endpoint=endpoint, token=token, library_name="seke-hf", library_version=__version__)
     message = commit_message or f"Publish {release['kind'].upper()} ({release['mode']}) with seke-hf {__version__}"
