@@ -32,13 +32,10 @@ def cluster(s3):
 
 
 @pytest.fixture(scope="module")
-def full() -> datasets.Dataset:
-    return labelled(18)
-
-
-@pytest.fixture(scope="module")
-def partial(full) -> datasets.Dataset:
-    return hide_one_level(full)
+def faces() -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Labelled faces (the simulator's truth) and the same faces with one level hidden per row."""
+    full = labelled(18)
+    return full, hide_one_level(full)
 
 
 def annotator(server: SimulatedVLLM, cache_dir: Path, **kwargs) -> SVUAMCAnnotator:
@@ -56,7 +53,8 @@ def local_run(server: SimulatedVLLM, partial: datasets.Dataset, cache_dir: Path)
     return out, needed
 
 
-def test_a_worker_killed_mid_batch_is_retried_and_pays_for_nothing_twice(full, partial, tmp_path):
+def test_a_worker_killed_mid_batch_is_retried_and_pays_for_nothing_twice(faces, tmp_path):
+    full, partial = faces
     with SimulatedVLLM(truth=full, latency=0.05) as server:
         reference, needed = local_run(server, partial, tmp_path / "local")
         ann = annotator(server, tmp_path / "ray", max_concurrency=4)
@@ -81,9 +79,8 @@ def test_a_worker_killed_mid_batch_is_retried_and_pays_for_nothing_twice(full, p
     assert back.to_list() == reference.to_list()
 
 
-def test_two_ray_workers_write_the_single_process_output_as_parquet_shards_on_s3(
-    full, partial, tmp_path, monkeypatch, s3
-):
+def test_two_ray_workers_write_the_single_process_output_as_parquet_shards_on_s3(faces, tmp_path, monkeypatch, s3):
+    full, partial = faces
     partial.save_to_disk(str(tmp_path / "data"))
     monkeypatch.setenv("OPENAI_API_KEY", "sim")
     with SimulatedVLLM(truth=full, latency=0.02) as server:
