@@ -213,7 +213,7 @@ def _compact(task: str, answer: ParsedAnswer, text: Any, shared: dict[tuple[str,
     """The answer with the quotable start of an unusable one's text; an answer many share (an expression, a set of
     AUs, the same error) is one object, so a large file costs little more than its index."""
     quote = None if answer.ok or text is None else str(text)[: MAX_QUOTE + 1]
-    if task == "valence_arousal" and answer.ok or quote is not None:  # (nearly) unique: sharing would cost more
+    if (task == "valence_arousal" and answer.ok) or quote is not None:  # (nearly) unique: sharing would cost more
         return answer, quote
     key = (task, answer.status, answer.reason, json.dumps(answer.fields, sort_keys=True))
     return shared.setdefault(key, (answer, None))
