@@ -11,6 +11,7 @@ import textwrap
 import datasets
 import pytest
 from annotate_helpers import hide_one_level, labelled
+from loading_helpers import huge_png
 
 from seke_hf import SVUAMCAnnotator
 from seke_hf.simulate import SimulatedVLLM
@@ -54,3 +55,22 @@ def test_a_rerun_served_from_the_datasets_cache_prints_nothing_from_our_event_lo
     assert run.stdout.split() == ["40", "40"]
     for noise in ("Task was destroyed", "Event loop is closed", "was never awaited", "Traceback"):
         assert noise not in run.stderr, run.stderr[-2000:]
+
+
+def annotator(server: SimulatedVLLM, cache_dir, **kwargs) -> SVUAMCAnnotator:
+    kwargs.setdefault("progress", False)
+    return SVUAMCAnnotator(base_url=server.base_url, cache_dir=str(cache_dir), **kwargs)
+
+
+def test_an_image_too_large_to_decode_fails_its_row_with_the_reason(full, tmp_path):
+    rows = hide_one_level(full.select(range(3))).cast_column("image", datasets.Image(decode=False))
+    bomb = huge_png()
+    rows = rows.map(
+        lambda row, i: {"image": {"bytes": bomb, "path": None} if i == 1 else row["image"]}, with_indices=True
+    )
+    with SimulatedVLLM(truth=full) as server:
+        ann = annotator(server, tmp_path / "cache")
+        out = ann.annotate(rows, batch_size=4)
+        ann.close()
+    assert out["status"] == ["accepted", "failed", "accepted"], out["status_reason"]
+    assert "image" in out["status_reason"][1] and "pixels" in out["status_reason"][1]

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import logging
 import re
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
-from loading_helpers import load, raw_rows, touch_later, warnings_of
+from loading_helpers import huge_png, load, raw_rows, touch_later, warnings_of
 
 from seke_hf.loading_scripts.raw_files import CorpusLayoutError, UnreadableImage, check_image_bytes
 from seke_hf.synthetic.affectnet import write_affectnet
@@ -91,19 +89,6 @@ def test_some_bad_lines_in_a_label_file_are_still_skipped_and_counted(tmp_path, 
 
 
 # -- images too large to decode ----------------------------------------------------------------------------------
-
-
-def huge_png(width: int = 20_000, height: int = 20_000) -> bytes:
-    """A valid, complete 1-bit PNG of width x height (50 KB on disk, 400 megapixels once decoded)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    row = b"\x00" + bytes((width + 7) // 8)
-    compressor = zlib.compressobj(9)
-    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")

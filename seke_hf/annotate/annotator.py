@@ -431,7 +431,7 @@ class SVUAMCAnnotator:
         backend, config = self.backend, self.config
         try:
             image_url = await asyncio.to_thread(_image_url, row.image, self.image_max_side)
-        except (OSError, ValueError, TypeError) as e:
+        except (OSError, ValueError, TypeError, PIL.Image.DecompressionBombError) as e:
             where = row.image.get("path") if isinstance(row.image, Mapping) else None
             return _Result("failed", f"unreadable image{f' {where!r}' if where else ''}: {e}")
         known = prompts.known_label_lines(row.expression, row.valence, row.arousal, row.aus)

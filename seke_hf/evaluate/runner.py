@@ -273,7 +273,7 @@ def _pil(image: Any, row: Any) -> PIL.Image.Image:
             loaded = PIL.Image.open(source)
             loaded.load()
             return loaded
-        except (OSError, PIL.UnidentifiedImageError) as e:
+        except (OSError, PIL.UnidentifiedImageError, PIL.Image.DecompressionBombError) as e:
             raise ValueError(f"{row}: unreadable image {image.get('path') or '(embedded bytes)'}: {e}") from e
     raise ValueError(f"{row}: no image (got {type(image).__name__})")
 
