@@ -4,12 +4,17 @@ model scoring 0, and a large predictions file must be scored in memory proportio
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import tracemalloc
 
+import datasets
 import pytest
 
-from seke_hf.evaluate import load_predictions, score
-from seke_hf.schema import AUS, EXPRESSIONS
+from seke_hf.evaluate import load_predictions, run, score
+from seke_hf.schema import AUS, EXPRESSIONS, FEATURES, empty_row
+from seke_hf.simulate import SimulatedVLLM, truth_from_dataset
+from seke_hf.synthetic.faces import draw_face
 
 
 def references(n: int) -> list[dict]:
@@ -69,3 +74,61 @@ def test_a_second_prediction_for_a_question_is_still_an_error(tmp_path):
     path.write_text(line + "\n" + line + "\n")
     with pytest.raises(ValueError, match="line 2: a second prediction"):
         score(path, references(3))
+
+
+# -- an unreachable or failing server ----------------------------------------------------------------------------
+
+
+def dead_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"  # nothing listens there once the socket is closed
+
+
+@pytest.fixture(scope="module")
+def feab(tmp_path_factory):
+    rows = []
+    for i in range(12):
+        row = empty_row(f"rafdb/{i:03d}", "rafdb", image=draw_face(i, EXPRESSIONS[i % 7], size=(48, 48)))
+        row["expression"], row["valence"], row["arousal"] = i % 7, 0.1, 0.2
+        rows.append(row)
+    path = tmp_path_factory.mktemp("feab") / "feab"
+    datasets.DatasetDict({"test": datasets.Dataset.from_list(rows, features=FEATURES)}).save_to_disk(path)
+    return path
+
+
+def evaluate_cli(*argv: str) -> int:
+    from seke_hf.cli import main
+
+    return main(["evaluate", "--no-progress", "--no-plots", "--max-retries", "1", *argv])
+
+
+def test_evaluate_against_an_unreachable_server_fails_fast_and_says_so(feab, tmp_path, capsys, caplog):
+    endpoint = dead_endpoint()
+    argv = ["--model", "m", "--base-url", endpoint, "--data", str(feab), "--cache-dir", str(tmp_path / "cache")]
+    with caplog.at_level(logging.WARNING):
+        code = evaluate_cli(*argv, "--out", str(tmp_path / "report"))
+    assert code != 0
+    error = capsys.readouterr().err
+    assert "24 of 24 questions failed" in error and "--allow-failures" in error and "Connection error" in error
+    assert not (tmp_path / "report" / "report.md").exists()
+    # the run stopped after the first question instead of retrying each of the 24 in turn
+    assert any(endpoint in r.getMessage() and "not asking the 23 remaining" in r.getMessage() for r in caplog.records)
+    predictions = load_predictions(tmp_path / "report" / "predictions" / "m.jsonl")
+    assert [p["error"].startswith("not asked") for p in predictions].count(True) == 23
+
+    assert evaluate_cli(*argv, "--out", str(tmp_path / "allowed"), "--allow-failures") == 0
+    assert "| overall | m | 12 | 0.000 |" in (tmp_path / "allowed" / "report.md").read_text()
+
+
+def test_a_run_where_most_requests_fail_mid_way_is_not_reported(feab, tmp_path, capsys):
+    ds = datasets.load_from_disk(str(feab))["test"]
+    with SimulatedVLLM(truth=truth_from_dataset(ds)) as server:
+        first = run(ds.select(range(2)), "m", server.base_url, cache_dir=tmp_path / "cache", progress=False)
+        assert first.info["failed_questions"] == 0
+        server.inject("server_error", 1000)
+        argv = ["--model", "m", "--base-url", server.base_url, "--data", str(feab), "--out", str(tmp_path / "r")]
+        code = evaluate_cli(*argv, "--cache-dir", str(tmp_path / "cache"))
+    assert code != 0
+    assert "20 of 24 questions failed" in capsys.readouterr().err  # the 4 answered before came from the cache

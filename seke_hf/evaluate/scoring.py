@@ -257,6 +257,18 @@ def score(
     return result
 
 
+def failures(scores: Mapping[str, Any]) -> tuple[int, int, str | None]:
+    """Questions whose request failed, questions scored, and one failure's reason, over the tasks of a score."""
+    failed = total = 0
+    reason = None
+    for task in TASK_NAMES:
+        answers = scores["overall"].get(task, {}).get("answers")
+        if answers:
+            failed, total = failed + answers[ERROR], total + answers["n"]
+            reason = reason or next((e["reason"] for e in answers["examples"].get(ERROR, [])), None)
+    return failed, total, reason
+
+
 def _scope(
     rows: list[dict[str, Any]],
     index: Mapping[tuple[str, str], _Answer],
