@@ -19,6 +19,7 @@ def add_svuamc_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--confidence", type=float, default=0.95, help="stopping confidence of the expression vote")
     p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the verification request")
     p.add_argument("--max-concurrency", type=int, default=32)
+    p.add_argument("--max-retries", type=int, default=6, help="retries of a failing request (backoff from 1 s)")
     p.add_argument("--image-max-side", type=int, default=512, help="images are resized to this longer side")
     p.add_argument("--cache-dir", default=None, help="request cache (default: SEKE_HF_CACHE or ~/.cache/seke_hf)")
 
@@ -36,6 +37,7 @@ def annotator_from_args(args: argparse.Namespace, **options: Any) -> SVUAMCAnnot
         confidence=args.confidence,
         verify=args.verify,
         max_concurrency=args.max_concurrency,
+        max_retries=args.max_retries,
         image_max_side=args.image_max_side,
         cache_dir=args.cache_dir,
         progress=args.progress,
