@@ -3,6 +3,7 @@ cache, results `datasets` cached with failed rows. A paid answer is never lost, 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -74,3 +75,55 @@ def test_an_image_too_large_to_decode_fails_its_row_with_the_reason(full, tmp_pa
         ann.close()
     assert out["status"] == ["accepted", "failed", "accepted"], out["status_reason"]
     assert "image" in out["status_reason"][1] and "pixels" in out["status_reason"][1]
+
+
+# -- failed rows are never final -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def on_disk(full, tmp_path) -> datasets.Dataset:
+    """Rows read from Arrow files, so that `datasets` caches what is mapped over them."""
+    hide_one_level(full.select(range(6))).save_to_disk(tmp_path / "rows")
+    return datasets.load_from_disk(str(tmp_path / "rows"))
+
+
+@pytest.mark.parametrize("how", ["annotate", "map"])
+def test_failed_rows_are_retried_even_when_datasets_cached_the_result(full, on_disk, tmp_path, how):
+    def run(server: SimulatedVLLM) -> datasets.Dataset:
+        ann = annotator(server, tmp_path / "cache", max_retries=0)
+        try:
+            if how == "annotate":
+                return ann.annotate(on_disk, batch_size=4)
+            return on_disk.map(ann, batched=True, batch_size=4)  # a user's own map, cache on
+        finally:
+            ann.close()
+
+    with SimulatedVLLM(truth=full, server_error=1.0) as server:
+        down = run(server)
+        assert set(down["status"]) == {"failed"}
+        server.set_faults(server_error=0.0)
+        up = run(server)
+        assert up["status"] == ["accepted"] * 6, up["status_reason"]
+        sent = server.stats()["requests"]
+        again = run(server)  # a result without failed rows is final: served from the datasets cache
+        assert server.stats()["requests"] == sent
+    assert again.to_list() == up.to_list()
+    assert again.cache_files == up.cache_files
+
+
+def test_a_build_whose_rows_failed_exits_non_zero_and_the_same_command_retries_them(tmp_path, capsys):
+    from seke_hf.cli import main
+    from seke_hf.synthetic.corpora import write_corpora
+
+    write_corpora(tmp_path / "ROOT", corpora=("rafdb",))
+    splits = datasets.load_dataset("rafdb", data_dir=str(tmp_path / "ROOT" / "RAF-DB"))
+    with SimulatedVLLM(truth=datasets.concatenate_datasets(list(splits.values())), server_error=1.0) as server:
+        argv = ["build", "--corpora-root", str(tmp_path / "ROOT"), "--corpora", "rafdb", "--limit", "4",
+                "--base-url", server.base_url, "--max-retries", "0", "--max-samples", "6", "--no-progress",
+                "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+        assert main([*argv, "--out", str(tmp_path / "down")]) == 1
+        assert "8 of 8 rows failed" in capsys.readouterr().err
+        server.set_faults(server_error=0.0)
+        assert main([*argv, "--out", str(tmp_path / "up")]) == 0
+    summary = json.loads((tmp_path / "up" / "summary.json").read_text())
+    assert all(entry["status"] == {"accepted": 4} for entry in summary["datasets"].values()), summary

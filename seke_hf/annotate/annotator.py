@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ from typing import Any
 import datasets
 import PIL.Image
 import pyarrow as pa
+import pyarrow.compute as pc
 from datasets.utils._dill import pklregister
 
 from seke_hf.annotate import prompts, svuamc
@@ -198,7 +200,13 @@ class SVUAMCAnnotator:
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        # After a failed request, results mapped before it may hold `failed` rows: a new mark in the fingerprint
+        # makes `datasets` compute the next map instead of serving one of them from its cache as if it were final.
+        mark = RequestCache.failure_mark(os.path.join(self.runtime.cache_dir or default_cache_dir(), CACHE_FILE))
+        if mark is not None:
+            state["_failure_mark"] = mark
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -255,8 +263,20 @@ class SVUAMCAnnotator:
         """`dataset.map(self, ...)` done the way that keeps requests flowing: prefetched in a single process, with
         `output_features` so a plain dataset gets a ClassLabel expression. The same output as a bare `map`.
 
-        The prefetch starts with the map's first batch, so a result `datasets` serves from its cache starts none.
+        The prefetch starts with the map's first batch, so a result `datasets` serves from its cache starts none. A
+        cached result holding `failed` rows is never returned as final: it is computed again (answers already
+        received come from the request cache; the failed rows are asked again).
         """
+        started = time.time()
+        result = self._map(dataset, batch_size, num_proc, desc)
+        if _failed_rows(result) and not _written_since(result, started):
+            logger.info("SV-UAMC: the cached result of this map holds failed rows: annotating again to retry them")
+            result = self._map(dataset, batch_size, num_proc, desc, load_from_cache_file=False)
+        return result
+
+    def _map(
+        self, dataset: datasets.Dataset, batch_size: int, num_proc: int | None, desc: str, **kwargs: Any
+    ) -> datasets.Dataset:
         self._prefetch_on_first_batch = None if num_proc else dataset
         try:
             result = dataset.map(
@@ -266,6 +286,7 @@ class SVUAMCAnnotator:
                 num_proc=num_proc,
                 features=self.output_features(dataset.features),
                 desc=desc,
+                **kwargs,
             )
         except BaseException:
             self._stop_prefetch()
@@ -479,6 +500,8 @@ class SVUAMCAnnotator:
                     aus=contested.aus or AUS,
                 )
         except RequestFailed as e:
+            if backend.cache is not None:
+                await asyncio.to_thread(backend.cache.note_failure)
             return _Result("failed", str(e), mc_samples=len(samples), requests=requests)
         decision = svuamc.decide(
             samples, agg, config, verdict=verdict, contested=contested, human=row.human, consistency=consistency
@@ -554,6 +577,17 @@ class SVUAMCAnnotator:
             f"max_samples={c.max_samples}, temperature={self.temperature}, confidence={c.confidence}, "
             f"verify={c.verify})"
         )
+
+
+def _failed_rows(dataset: datasets.Dataset) -> int:
+    status = dataset.data.column("status")
+    return pc.sum(pc.equal(status, "failed")).as_py() or 0
+
+
+def _written_since(dataset: datasets.Dataset, started: float) -> bool:
+    """Whether `dataset` was computed after `started` (an in-memory one always was; a cached one has older files)."""
+    files = [f["filename"] for f in dataset.cache_files]
+    return not files or any(os.path.getmtime(name) >= started - 1 for name in files)
 
 
 async def _started(coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
