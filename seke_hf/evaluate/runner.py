@@ -191,7 +191,7 @@ class _Asker:
             probe = await self._choose_format(answer_format, first_id, first_task, self._image_url(first_row))
             records[(first_id, first_task)] = probe
             bar.update()
-            if probe["status"] == ERROR:
+            if probe["status"] == ERROR and not self.backend.tally.choices:  # not one answer: nothing to ask
                 stopped = f"the first question failed ({probe['error']})"
             order = list(by_row)
             for start in range(0, len(order), ROWS_PER_CHUNK) if stopped is None else ():
@@ -226,7 +226,7 @@ class _Asker:
             return await self._ask(sample_id, task, url, requested)
         cache, memo_key = self.backend.cache, self._format_memo_key()
         memo = cache.get(memo_key) if cache is not None else None
-        if memo is not None:
+        if memo is not None and memo.get("answer_format") in ANSWER_FORMATS:  # a bad entry is a miss
             self.answer_format = memo["answer_format"]
             return await self._ask(sample_id, task, url, self.answer_format)
         record = await self._ask(sample_id, task, url, "json_schema")
