@@ -7,12 +7,13 @@ the requests that were in flight; a re-run sends only what was never answered.
 API (used by `ChatBackend` and by the FEAB evaluator)::
 
     cache = RequestCache(path=None)          # None: default_cache_dir() / "requests.sqlite"
+    cache = RequestCache.in_folder(folder)   # folder / "requests.sqlite" (None: default_cache_dir())
     key = request_key({...})                 # sha256 of the canonical JSON of everything that shapes the answer
     cache.get(key) -> dict | None            # the stored JSON value
     cache.put(key, value: dict)              # insert or replace, committed at once
     cache.values_since(timestamp)            # values stored at or after a time.time() (all processes): run totals
     cache.note_failure()                     # a request failed: results holding failed rows are not final
-    RequestCache.failure_mark(path)          # the last note_failure's mark (None if none), without creating the file
+    cache.failure_mark()                     # the last note_failure's mark (None if none), read-only
     len(cache); cache.close()
 
 The key is computed by the caller from the model, the endpoint, the full request content (an image enters through
@@ -76,6 +77,12 @@ class RequestCache:
         self._lock = threading.Lock()
         self._unsaved: dict[str, dict[str, Any]] = {}  # answers the file refused: kept for this run
         self._warned: set[str] = set()
+
+    @classmethod
+    def in_folder(cls, folder: str | os.PathLike | None = None, **kwargs: Any) -> RequestCache:
+        """The cache file (`requests.sqlite`) in `folder`, default `default_cache_dir()`: the one place the annotator
+        and the evaluator both look, so one pays for nothing the other asked."""
+        return cls(Path(folder or default_cache_dir()) / CACHE_FILE, **kwargs)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -198,13 +205,12 @@ class RequestCache:
             except (sqlite3.Error, CacheError) as e:
                 self._warn_once("write", f"could not write to the request cache {self.path} ({e})")
 
-    @staticmethod
-    def failure_mark(path: str | os.PathLike) -> str | None:
-        """The mark of the last `note_failure` in the cache at `path`; None if none, or no readable file there."""
-        if not Path(path).is_file():
+    def failure_mark(self) -> str | None:
+        """The mark of the last `note_failure`; None if none. Read-only: never creates or locks the file."""
+        if not self.path.is_file():
             return None
         try:
-            conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
             try:
                 row = conn.execute("SELECT value FROM meta WHERE name = 'failure'").fetchone()
             finally:
