@@ -14,7 +14,8 @@ import pytest
 from annotate_helpers import hide_one_level, labelled
 
 from seke_hf import SVUAMCAnnotator
-from seke_hf.llm.cache import CACHE_FILE, CacheError, RequestCache
+from seke_hf.llm import CacheError, RequestCache
+from seke_hf.llm.cache import CACHE_FILE
 from seke_hf.simulate import SimulatedVLLM
 
 
