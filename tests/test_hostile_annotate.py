@@ -127,3 +127,15 @@ def test_a_build_whose_rows_failed_exits_non_zero_and_the_same_command_retries_t
         assert main([*argv, "--out", str(tmp_path / "up")]) == 0
     summary = json.loads((tmp_path / "up" / "summary.json").read_text())
     assert all(entry["status"] == {"accepted": 4} for entry in summary["datasets"].values()), summary
+
+
+def test_annotate_cli_exits_non_zero_when_most_rows_failed(full, on_disk, tmp_path, capsys):
+    from seke_hf.cli import main
+
+    with SimulatedVLLM(truth=full, server_error=1.0) as server:
+        argv = ["annotate", "--data", str(tmp_path / "rows"), "--base-url", server.base_url, "--max-retries", "0",
+                "--no-progress", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+        assert main([*argv, "--out", str(tmp_path / "down")]) == 1
+        assert "6 of 6 rows failed" in capsys.readouterr().err
+        assert main([*argv, "--out", str(tmp_path / "allowed"), "--allow-failures"]) == 0
+    assert datasets.load_from_disk(str(tmp_path / "allowed"))["train"]["status"] == ["failed"] * 6

@@ -18,7 +18,7 @@ import logging
 import datasets
 
 from seke_hf.cli import CLIError
-from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args
+from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args, report_failed_rows
 from seke_hf.corpora import CORPORA
 from seke_hf.selection import SelectionParams
 
@@ -51,7 +51,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="hub/ layout with images (local use) or annotations only (publishable)")  # fmt: skip
     p.add_argument("--repo-id", default=None, help="Hub id shown in the cards' examples, e.g. org/feid")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.add_argument("--allow-failures", action="store_true", help="exit 0 even when most rows failed to annotate")
     p.set_defaults(func=run)
 
 
@@ -85,18 +84,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report_failures(summary: dict, allow: bool) -> None:
-    """Rows whose requests failed are retried by the next run: say so, and fail a build most of whose rows failed."""
     counts = [entry.get("status") or {} for entry in summary["datasets"].values()]
     failed, total = sum(c.get("failed", 0) for c in counts), sum(sum(c.values()) for c in counts)
-    if not failed:
-        return
-    message = (
-        f"{failed} of {total} rows failed to annotate (reasons in summary.json); run the same command again to "
-        "retry them (answers already received are cached)"
-    )
-    if failed * 2 > total and not allow:
-        raise CLIError(f"{message}. Pass --allow-failures to accept such a build.")
-    logger.warning("seke-hf build: %s.", message)
+    report_failed_rows("build", failed, total, allow)
 
 
 def _selection_params(args: argparse.Namespace) -> SelectionParams:
