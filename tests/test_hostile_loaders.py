@@ -111,3 +111,18 @@ def test_oversized_image_is_skipped_and_counted_naming_it(tmp_path, cache_dir, c
     assert rows and not any(sequence.peak in sid for sid in rows)
     warning = next(w for w in warnings_of(caplog) if "skipped" in w)
     assert "1 oversized image" in warning and peak.name in warning
+
+
+def test_build_names_the_label_file_none_of_whose_lines_parse(tmp_path, capsys):
+    """Raised while `datasets` writes a split, the error reaches the command line as itself, not as datasets'
+    "An error occurred while generating the dataset"."""
+    from seke_hf.cli import main
+    from seke_hf.synthetic.corpora import write_corpora
+
+    write_corpora(tmp_path / "ROOT", corpora=("disfa",))
+    bad = sorted((tmp_path / "ROOT").rglob("SN001_au1.txt"))[0]
+    touch_later(bad, "".join(f"frame {i}: 0\n" for i in range(4)))
+    argv = ["build", "--corpora-root", str(tmp_path / "ROOT"), "--corpora", "disfa", "--no-annotate", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert "none of the 4 lines of" in error and "SN001_au1.txt" in error, error
