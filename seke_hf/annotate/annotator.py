@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 _PREFETCH_CHUNK = 64
 """Rows read from Arrow at a time by `prefetch`."""
 
+UNREADABLE_IMAGE = "unreadable image"
+"""How the reason of a row failed by its image starts: no later run can do better, so it is final."""
+
 VERIFY_ROUND = -1
 """`sample_round` of the verification request in its cache key."""
 
@@ -450,7 +453,7 @@ class SVUAMCAnnotator:
             image_url = await asyncio.to_thread(image_data_url, row.image, self.image_max_side)
         except (OSError, ValueError, TypeError, PIL.Image.DecompressionBombError) as e:
             where = row.image.get("path") if isinstance(row.image, Mapping) else None
-            return _Result("failed", f"unreadable image{f' {where!r}' if where else ''}: {e}")
+            return _Result("failed", f"{UNREADABLE_IMAGE}{f' {where!r}' if where else ''}: {e}")
         known = prompts.known_label_lines(row.expression, row.valence, row.arousal, row.aus)
         messages = prompts.sampling_messages(self.system_prompt, row.missing, known, image_url)
         response_format = prompts.response_format(row.missing)
@@ -576,8 +579,11 @@ class SVUAMCAnnotator:
 
 
 def _failed_rows(dataset: datasets.Dataset) -> int:
-    status = dataset.data.column("status")
-    return pc.sum(pc.equal(status, "failed")).as_py() or 0
+    """Rows that failed for a reason another run may not meet (not an image that cannot be read)."""
+    table = dataset.data
+    failed = pc.equal(table.column("status"), "failed")
+    retryable = pc.invert(pc.starts_with(table.column("status_reason"), UNREADABLE_IMAGE))
+    return pc.sum(pc.and_(failed, retryable)).as_py() or 0
 
 
 def _written_since(dataset: datasets.Dataset, started: float) -> bool:
