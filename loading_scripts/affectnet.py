@@ -104,10 +104,30 @@ class Affectnet(CorpusBuilder):
             raise ValueError(f"affectnet: release must be 'classic', 'npy' or None, not {release!r}")
         return self._classic_splits(root) if release == "classic" else self._npy_splits(root)
 
-    def generate_rows(self, root: Path, skips: Skips, release: str, shards: list, **kwargs: Any) -> Iterator[dict]:
+    def label_rows(self, root: Path, skips: Skips, release: str, shards: list, **kwargs: Any) -> Iterator[tuple]:
         read_shard = self._classic_rows if release == "classic" else self._npy_rows
+        listing = FolderListing()
         for shard in shards:
-            yield from read_shard(root, skips, shard, **kwargs)
+            yield from read_shard(root, skips, listing, shard, **kwargs)
+
+    def read_images(self, locators: Sequence[Any], skips: Skips) -> Iterator[dict[str, Any] | None]:
+        """Files as shipped, or (config `cropped`, classic release) the checked face box cut out and re-encoded."""
+        for locator in locators:
+            if isinstance(locator, str):
+                yield skips.image(local_path(locator))
+                continue
+            path, box, landmarks = local_path(locator["path"]), tuple(locator["box"]), locator["landmarks"]
+            try:
+                yield crop_face(path, box, parse_landmarks(landmarks))
+            except FileNotFoundError:
+                skips.add("missing image", path)
+                yield None
+            except UnreadableImage:
+                skips.add("unreadable image", path)
+                yield None
+            except FaceBoxMismatch:
+                skips.add("face box disagrees with the landmarks", locator["rel"])
+                yield None
 
     # -- classic release ---------------------------------------------------------------------------------------
 
@@ -138,8 +158,14 @@ class Affectnet(CorpusBuilder):
         return splits
 
     def _classic_rows(
-        self, root: Path, skips: Skips, shard: tuple[str, int, int], image_dir: str, columns: dict[str, int]
-    ) -> Iterator[dict[str, Any]]:
+        self,
+        root: Path,
+        skips: Skips,
+        listing: FolderListing,
+        shard: tuple[str, int, int],
+        image_dir: str,
+        columns: dict[str, int],
+    ) -> Iterator[tuple[dict[str, Any], Any]]:
         col = [columns[name] for name in CLASSIC_COLUMNS]
         for fields in csv.reader(read_line_range(*shard)):
             if len(fields) < len(CLASSIC_COLUMNS):
@@ -155,23 +181,13 @@ class Affectnet(CorpusBuilder):
                 skips.add("degenerate face box", rel)
                 continue
             path = local_path(image_dir, rel)
-            if not self.config.crop:
-                row["image"] = skips.image(path)
-                if row["image"] is not None:
-                    yield row
-                continue
-            try:
-                row["image"] = crop_face(path, box, parse_landmarks(landmarks))
-            except FileNotFoundError:
+            if not listing.holds(path):
                 skips.add("missing image", path)
                 continue
-            except UnreadableImage:
-                skips.add("unreadable image", path)
-                continue
-            except FaceBoxMismatch:
-                skips.add("face box disagrees with the landmarks", rel)
-                continue
-            yield row
+            if not self.config.crop:
+                yield row, str(path)
+            else:
+                yield row, {"path": str(path), "rel": rel, "box": list(box), "landmarks": landmarks}
 
     # -- npy release -------------------------------------------------------------------------------------------
 
@@ -190,7 +206,9 @@ class Affectnet(CorpusBuilder):
             raise self.layout_error(f"no train_set/annotations or val_set/annotations with *_exp.npy in {root}.")
         return splits
 
-    def _npy_rows(self, root: Path, skips: Skips, ids: list[str], set_dir: str) -> Iterator[dict[str, Any]]:
+    def _npy_rows(
+        self, root: Path, skips: Skips, listing: FolderListing, ids: list[str], set_dir: str
+    ) -> Iterator[tuple[dict[str, Any], str]]:
         folder = Path(set_dir)
         for stem in ids:
             annotation = f"{set_dir}/annotations/{stem}"
@@ -202,9 +220,11 @@ class Affectnet(CorpusBuilder):
             row = self._labelled_row(skips, f"{folder.name}/{stem}", code, valence, arousal)
             if row is None:
                 continue
-            row["image"] = skips.image(local_path(set_dir, "images", f"{stem}.jpg"))
-            if row["image"] is not None:
-                yield row
+            path = local_path(set_dir, "images", f"{stem}.jpg")
+            if not listing.holds(path):
+                skips.add("missing image", path)
+                continue
+            yield row, str(path)
 
     # -- labels, shared by both releases -----------------------------------------------------------------------
 
@@ -224,6 +244,19 @@ class Affectnet(CorpusBuilder):
         if va is not None and all(-1.0 <= v <= 1.0 for v in va):  # -2 (and anything else outside) is missing
             row["valence"], row["arousal"] = va
         return row
+
+
+class FolderListing:
+    """Whether a file exists, from one cached listing per folder (a stat per image would cost more than the labels)."""
+
+    def __init__(self) -> None:
+        self.names: dict[Path, frozenset[str]] = {}
+
+    def holds(self, path: Path) -> bool:
+        folder = path.parent
+        if folder not in self.names:
+            self.names[folder] = frozenset(p.name for p in iter_files(folder)) if folder.is_dir() else frozenset()
+        return path.name in self.names[folder]
 
 
 # -- the classic CSVs ------------------------------------------------------------------------------------------

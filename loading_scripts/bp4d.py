@@ -108,7 +108,9 @@ class Bp4d(CorpusBuilder):
             for split, subjects in splits.items()
         }
 
-    def generate_rows(self, root: Path, skips: Skips, sequences: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def label_rows(
+        self, root: Path, skips: Skips, sequences: list[dict[str, Any]]
+    ) -> Iterator[tuple[dict[str, Any], str]]:
         for seq in sequences:
             subject, task = seq["subject"], seq["task"]
             intensity = {au: read_intensity(Path(path)) for au, path in seq["intensity"].items()}
@@ -125,15 +127,10 @@ class Bp4d(CorpusBuilder):
                 if path is None:
                     skips.add("label row without image", f"{subject}/{task}/{frame}")
                     continue
-                image = skips.image(path)
-                if image is None:
-                    continue
-                row = empty_row(
-                    f"bp4d/{subject}/{task}/{frame}", self.SOURCE, subject=subject, image=image, frame=frame
-                )
+                row = empty_row(f"bp4d/{subject}/{task}/{frame}", self.SOURCE, subject=subject, frame=frame)
                 row["aus"].update(aus)
                 row["au_intensity"].update({au: values.get(frame, NOT_ANNOTATED) for au, values in intensity.items()})
-                yield row
+                yield row, str(path)
 
 
 def scan_tree(root: Path, max_depth: int = 5) -> tuple[dict, dict, dict]:

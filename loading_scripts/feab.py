@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from seke_hf.selection import FEAB
+from seke_hf.selection import FEAB_SPLIT
 
 from .feid import Feid
 
@@ -24,7 +24,7 @@ DEPENDS_ON = (
 
 class Feab(Feid):
     SOURCE = "feab"
-    SPLIT: ClassVar[str] = FEAB
+    SPLIT: ClassVar[str] = FEAB_SPLIT
     DESCRIPTION = (
         "FEAB: SEKE's facial emotion analysis benchmark (test split), selected from CK+, RAF-DB, AffectNet, DISFA, "
         "BP4D and Aff-Wild2 by seke_hf's protocol (our reading of arXiv 2505.18168); subject-independent of FEID."

@@ -23,7 +23,7 @@ from seke_hf.corpora import CORPORA
 from seke_hf.feid import build, ckplus_split_digest
 from seke_hf.release import annotation_features, export_annotations, load_annotations, merge_annotations
 from seke_hf.schema import FEATURES
-from seke_hf.selection import FEID, SelectionParams
+from seke_hf.selection import FEID_SPLIT, SelectionParams
 from seke_hf.sources import FOLDER_NAMES, find_corpus_dirs
 
 from .corpus_builder import CorpusBuilder, CorpusConfig, CorpusLayoutError
@@ -59,7 +59,7 @@ class SekeConfig(CorpusConfig):
 
 class Feid(CorpusBuilder):
     SOURCE = "feid"
-    SPLIT: ClassVar[str] = FEID
+    SPLIT: ClassVar[str] = FEID_SPLIT
     BATCH_ROWS: ClassVar[int] = 1000
     """Rows per record batch: rows are copied from Arrow, not built in Python, so batches can be large."""
     BUILDER_CONFIG_CLASS = SekeConfig

@@ -74,7 +74,8 @@ class Rafdb(CorpusBuilder):
             logger.warning("rafdb: skipped %d label line(s) without a train_/test_ name: %s", len(unknown), unknown[:3])
         return {split: {"lines": lines, "image_dir": str(image_dir)} for split, lines in splits.items() if lines}
 
-    def generate_rows(self, root: Path, skips: Skips, lines: list[str], image_dir: str) -> Iterator[dict[str, Any]]:
+    def label_rows(self, root: Path, skips: Skips, lines: list[str], image_dir: str) -> Iterator[tuple[dict, str]]:
+        present = {path.name for path in iter_files(Path(image_dir))}
         seen: set[str] = set()
         for line in lines:
             fields = line.split()
@@ -89,12 +90,9 @@ class Rafdb(CorpusBuilder):
             seen.add(stem)
             file_name = f"{stem}_aligned.jpg" if self.config.image_folder == "aligned" else name
             path = Path(image_dir) / file_name
-            if not path.is_file():
+            if file_name not in present:
                 skips.add("missing image", path)
                 continue
-            image = skips.image(path)
-            if image is None:
-                continue
-            row = empty_row(f"rafdb/{stem}", self.SOURCE, image=image)
+            row = empty_row(f"rafdb/{stem}", self.SOURCE)
             row["expression"] = expression_index(RAFDB_EXPRESSIONS[code])
-            yield row
+            yield row, str(path)

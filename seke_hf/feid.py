@@ -23,7 +23,7 @@ import datasets
 from seke_hf.corpora import CORPORA
 from seke_hf.release import column_values
 from seke_hf.schema import FEATURES
-from seke_hf.selection import FEAB, FEID, Manifest, ManifestEntry, SelectionParams, select, sort_manifest
+from seke_hf.selection import FEAB_SPLIT, FEID_SPLIT, Manifest, ManifestEntry, SelectionParams, select, sort_manifest
 from seke_hf.sources import find_corpus_dirs, load_source, warn_missing
 
 logger = logging.getLogger("seke_hf.feid")
@@ -74,7 +74,7 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
                              f"{','.join(MANIFEST_COLUMNS)}")  # fmt: skip
         manifest = []
         for line, row in enumerate(reader, start=2):
-            if row["split"] not in (FEID, FEAB):
+            if row["split"] not in (FEID_SPLIT, FEAB_SPLIT):
                 raise ValueError(f"manifest {path} line {line}: split {row['split']!r} is not {FEID!r} or {FEAB!r}")
             manifest.append(ManifestEntry(row["sample_id"], row["split"], row["source"]))
     return sort_manifest(manifest)
@@ -176,13 +176,13 @@ def build(
     elif not isinstance(manifest, list):
         manifest = read_manifest(manifest)
     manifest = [entry for entry in manifest if entry.source in sources]
-    splits = datasets.DatasetDict({split: assemble(corpora, manifest, split) for split in (FEID, FEAB)})
+    splits = datasets.DatasetDict({split: assemble(corpora, manifest, split) for split in (FEID_SPLIT, FEAB_SPLIT)})
     return splits, manifest
 
 
 def manifest_counts(manifest: Iterable[ManifestEntry]) -> dict[str, dict[str, int]]:
     """split -> source -> count, for summaries and cards."""
-    counts: dict[str, dict[str, int]] = {FEID: {}, FEAB: {}}
+    counts: dict[str, dict[str, int]] = {FEID_SPLIT: {}, FEAB_SPLIT: {}}
     for entry in manifest:
         counts.setdefault(entry.split, {})
         counts[entry.split][entry.source] = counts[entry.split].get(entry.source, 0) + 1

@@ -30,14 +30,14 @@ from seke_hf import __version__
 from seke_hf.corpora import CORPORA
 from seke_hf.release import column_values
 from seke_hf.schema import LEVELS, annotated_levels
-from seke_hf.selection import FEAB, FEID, SelectionParams
+from seke_hf.selection import FEAB_SPLIT, FEID_SPLIT, SelectionParams
 
 if TYPE_CHECKING:
     from seke_hf.annotate import SVUAMCAnnotator
 
 logger = logging.getLogger(__name__)
 
-KINDS = {"feid": FEID, "feab": FEAB}
+KINDS = {"feid": FEID_SPLIT, "feab": FEAB_SPLIT}
 """Dataset name -> its split in the manifest."""
 
 
