@@ -34,7 +34,7 @@ from seke_hf.schema import active_aus, annotated_levels, has_aus, has_expression
 logger = logging.getLogger("seke_hf.selection")
 
 FEID_SPLIT, FEAB_SPLIT = "train", "test"
-"""Manifest split names: FEID is the training set, FEAB the test benchmark."""
+"""The manifest's split of each dataset: FEID's rows are `train`, FEAB's (the test benchmark) `test`."""
 
 PAPER_TOTALS = {FEID_SPLIT: 26_238, FEAB_SPLIT: 3_035}
 """SEKE's published sizes (arXiv 2505.18168, authors' README): the sum of the default targets at full corpus size."""
@@ -194,7 +194,9 @@ def select_au_frames(
     pools: dict[str, list[Mapping[str, Any]]] = {FEID_SPLIT: [], FEAB_SPLIT: []}
     for row in rows:
         pools[FEAB_SPLIT if row["subject"] in held_out else FEID_SPLIT].append(row)
-    return {split: cover_au_combinations(pool, targets[split == FEAB_SPLIT], seed, min_gap) for split, pool in pools.items()}
+    return {
+        split: cover_au_combinations(pool, targets[split == FEAB_SPLIT], seed, min_gap) for split, pool in pools.items()
+    }
 
 
 def feab_subjects(subjects: Sequence[str], fraction: float, seed: int) -> list[str]:

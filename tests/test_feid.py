@@ -179,11 +179,17 @@ def test_ckplus_is_exactly_the_shipped_split_at_the_peak_frame():
         _row("ckplus/S998/001/S998_001_00000001"),
     ]
     picked = selection.select_ckplus(rows, split)
-    assert picked == {FEID_SPLIT: ["ckplus/S005/001/S005_001_00000011"], FEAB_SPLIT: ["ckplus/S022/005/S022_005_00000012"]}
+    assert picked == {
+        FEID_SPLIT: ["ckplus/S005/001/S005_001_00000011"],
+        FEAB_SPLIT: ["ckplus/S022/005/S022_005_00000012"],
+    }
 
 
 def test_manifest_file_round_trip_and_clear_errors(tmp_path):
-    manifest = [ManifestEntry("rafdb/test_0001", FEAB_SPLIT, "rafdb"), ManifestEntry("rafdb/train_00001", FEID_SPLIT, "rafdb")]
+    manifest = [
+        ManifestEntry("rafdb/test_0001", FEAB_SPLIT, "rafdb"),
+        ManifestEntry("rafdb/train_00001", FEID_SPLIT, "rafdb"),
+    ]
     path = feid.write_manifest(manifest, tmp_path / "m.csv")
     assert path.read_text().splitlines()[0] == "sample_id,split,source"
     assert feid.read_manifest(path) == selection.sort_manifest(manifest)
@@ -224,7 +230,7 @@ def test_feid_and_feab_load_through_load_dataset(corpora_root):
                     for split, d in (("train", train), ("test", test))}  # fmt: skip
         assert subjects["train"] and subjects["test"] and not subjects["train"] & subjects["test"], source
     # The same manifest as the library computes, in the same order.
-    splits, manifest = feid.build(corpora_root, params=SelectionParams.from_dict(SMALL))
+    splits, manifest, _ = feid.build(corpora_root, params=SelectionParams.from_dict(SMALL))
     assert _ids(train) == [e.sample_id for e in manifest if e.split == FEID_SPLIT] == _ids(splits[FEID_SPLIT])
     assert _ids(test) == [e.sample_id for e in manifest if e.split == FEAB_SPLIT]
     # Cached: the second call builds nothing and returns the same rows.
@@ -255,7 +261,7 @@ def test_partial_root_builds_what_it_has_with_a_warning(tmp_path, caplog):
     root = tmp_path / "partial"
     write_corpora(root, corpora=("ckplus", "rafdb"))
     (root / "RAF-DB").rename(root / "raf_db")  # names are matched ignoring case, '-' and '_'
-    with caplog.at_level(logging.WARNING, logger="seke_hf.sources"):
+    with caplog.at_level(logging.WARNING, logger="seke_hf.corpus_roots"):
         train = datasets.load_dataset("feid", data_dir=str(root), split="train")
     assert set(train["source"]) == {"ckplus", "rafdb"}
     assert "2 of 6 corpora" in caplog.text and "AffectNet, DISFA, BP4D, Aff-Wild2" in caplog.text
@@ -275,7 +281,7 @@ def _build_cli(argv):
 
 
 def test_build_cli_end_to_end_with_a_simulated_model(corpora_root, tmp_path, capsys):
-    splits, _ = feid.build(corpora_root, params=SelectionParams.from_dict(SMALL))
+    splits = feid.build(corpora_root, params=SelectionParams.from_dict(SMALL)).datasets
     truth = truth_from_dataset(datasets.concatenate_datasets(list(splits.values())))
     out = tmp_path / "build"
     with SimulatedVLLM(truth=truth) as server:
