@@ -204,7 +204,8 @@ def build(
         given = [entry for entry in given if entry.source in sources]
     store = SelectedRows(_selected_path(labels, given, params, limit, cache_dir))
     if store.done():
-        entries, report = store.load()
+        entries, stored = store.load()
+        report = dataclasses.replace(stored, labels=report.labels, labels_from_cache=report.labels_from_cache)
         report.from_cache = True
     else:
         entries = _select_and_read(labels, given, params, limit, store, report)
