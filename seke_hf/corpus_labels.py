@@ -91,7 +91,8 @@ def read_labels(
     table = builder.label_table()
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp")
-    with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+    options = pa.ipc.IpcWriteOptions(compression="zstd")  # label columns repeat a lot: ~10x smaller on disk
+    with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
         writer.write_table(table)
     os.replace(partial, path)
     return CorpusLabels(source, builder, table, key)
