@@ -116,9 +116,9 @@ class Affectnet(CorpusBuilder):
             if isinstance(locator, str):
                 yield skips.image(local_path(locator))
                 continue
-            path, box, landmarks = local_path(locator["path"]), tuple(locator["box"]), locator["landmarks"]
+            path, box = local_path(locator["path"]), tuple(locator["box"])
             try:
-                yield crop_face(path, box, parse_landmarks(landmarks))
+                yield crop_face(path, box, locator["readings"])
             except FileNotFoundError:
                 skips.add("missing image", path)
                 yield None
@@ -187,7 +187,11 @@ class Affectnet(CorpusBuilder):
             if not self.config.crop:
                 yield row, str(path)
             else:
-                yield row, {"path": str(path), "rel": rel, "box": list(box), "landmarks": landmarks}
+                readings = [list(r) for r in box_readings(box, parse_landmarks(landmarks))]  # type: ignore[arg-type]
+                if not readings:  # decided without the image: neither reading holds the landmarks
+                    skips.add("face box disagrees with the landmarks", rel)
+                    continue
+                yield row, {"path": str(path), "rel": rel, "box": list(box), "readings": readings}
 
     # -- npy release -------------------------------------------------------------------------------------------
 
@@ -329,12 +333,27 @@ def face_box(
     one slices `img[x:x+w, y:y+h]`, i.e. reads x as the row. The named reading is tried first, then that one;
     the box whose area holds the landmarks wins. Without landmarks the named reading is trusted.
     """
+    return clip_box(box_readings(box, landmarks), box, image_size)
+
+
+def box_readings(
+    box: tuple[float, float, float, float], landmarks: np.ndarray | None
+) -> list[tuple[float, float, float, float]]:
+    """The readings of the box (left, top, width, height) that hold the landmarks, named reading first: what
+    `face_box` decides without the image, so the label pass keeps four numbers per reading, not 136 landmarks."""
     x, y, w, h = box
     readings = [(x, y, w, h), (y, x, h, w)]
+    if landmarks is None:
+        return readings[:1]
+    return [reading for reading in readings if _holds(landmarks, *reading)]
+
+
+def clip_box(
+    readings: Sequence[Sequence[float]], box: tuple[float, ...], image_size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """The first reading that keeps an area inside the image; `FaceBoxMismatch` naming `box` if none does."""
     width, height = image_size
-    for left, top, box_w, box_h in readings if landmarks is not None else readings[:1]:
-        if landmarks is not None and not _holds(landmarks, left, top, box_w, box_h):
-            continue
+    for left, top, box_w, box_h in readings:
         right, bottom = min(width, round(left + box_w)), min(height, round(top + box_h))
         left, top = max(0, round(left)), max(0, round(top))
         if right > left and bottom > top:
@@ -349,13 +368,14 @@ def _holds(landmarks: np.ndarray, left: float, top: float, width: float, height:
     return float(inside.mean()) >= LANDMARK_AGREEMENT
 
 
-def crop_face(path: Path, box: tuple[float, ...], landmarks: np.ndarray | None) -> dict[str, Any]:
-    """Decode the web image, cut the checked face box out and encode it: the one place pixels are re-encoded."""
+def crop_face(path: Path, box: tuple[float, ...], readings: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """Decode the web image, cut the checked face box (the first of `box_readings` that fits) out and encode it:
+    the one place pixels are re-encoded."""
     data = path.read_bytes()
     try:
         with PIL.Image.open(io.BytesIO(data)) as image:
             image.load()
-            crop = image.crop(face_box(box, landmarks, image.size))  # type: ignore[arg-type]
+            crop = image.crop(clip_box(readings, box, image.size))  # type: ignore[arg-type]
     except FaceBoxMismatch:
         raise
     except Exception as e:  # PIL raises many kinds for a bad file

@@ -210,13 +210,14 @@ def read_intensities(files: dict[str, str], skips: Skips) -> dict[int, dict[str,
     per_au: dict[str, dict[int, int]] = {}
     for au, path in files.items():
         values = per_au[au] = {}
-        for line in read_lines(Path(path)):
-            fields = line.replace(",", " ").split()
-            if len(fields) != 2 or not fields[0].isdigit() or int(fields[0]) < 1:
-                skips.add("unreadable label line", f"{Path(path).name}: {line}")
+        for line in read_lines(local_path(path)):
+            frame, _, value = line.replace(" ", ",").replace("\t", ",").partition(",")
+            value = value.strip(", \t")
+            if not frame.isdigit() or int(frame) < 1 or "," in value or not value:
+                skips.add("unreadable label line", f"{local_path(path).name}: {line}")
                 continue
-            value = int(fields[1]) if fields[1].isdigit() else NOT_ANNOTATED
-            values[int(fields[0])] = value if 0 <= value <= MAX_INTENSITY else NOT_ANNOTATED
+            number = int(value) if value.isdigit() else NOT_ANNOTATED
+            values[int(frame)] = number if number <= MAX_INTENSITY else NOT_ANNOTATED
     frames = sorted(set().union(*per_au.values())) if per_au else []
     coded = [au for au in AUS if au in per_au]
     return {f: {au: per_au[au].get(f, NOT_ANNOTATED) for au in coded} for f in frames}

@@ -286,13 +286,19 @@ def test_build_cli_end_to_end_with_a_simulated_model(corpora_root, tmp_path, cap
     out = tmp_path / "build"
     with SimulatedVLLM(truth=truth) as server:
         common = ["--corpora-root", str(corpora_root), "--base-url", server.base_url, "--limit", "12",
-                  "--max-samples", "6", "--no-progress", "--selection", json.dumps(SMALL)]  # fmt: skip
+                  "--max-samples", "6", "--selection", json.dumps(SMALL)]  # fmt: skip
         assert _build_cli([*common, "--out", str(out)]) == 0
         requests = server.stats()["requests"]
         # The same build again, as an annotations-only release: every answer comes from the request cache.
         assert _build_cli([*common, "--out", str(tmp_path / "again"), "--release", "annotations"]) == 0
         assert server.stats()["requests"] == requests
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    # One line per stage with its counts, instead of the progress bars of `datasets`.
+    for stage in ("labels read: ", "rows selected: FEID 12, FEAB 12", "images read: ", "rows annotated: 24",
+                  "shards written: "):  # fmt: skip
+        assert stage in captured.err, stage
+    assert "Generating" not in captured.err and "Creating parquet" not in captured.err
     assert "FEID: 12 rows" in printed and "FEAB: 12 rows" in printed and "estimated cost $" in printed
 
     summary = json.loads((out / "summary.json").read_text())

@@ -7,7 +7,7 @@ import datasets
 import numpy as np
 import pytest
 
-from seke_hf import CORPORA, feid
+from seke_hf import CORPORA, cli, feid
 from seke_hf.corpora import load_source
 from seke_hf.corpus_roots import find_corpus_dirs
 from seke_hf.feid import CorpusError
@@ -54,12 +54,13 @@ def test_label_first_build_equals_a_whole_corpus_conversion(corpora_root, tmp_pa
         assert rows == [by_id[row["sample_id"]] for row in rows]  # same labels, same image bytes
     assert {row["source"] for row in _rows(built.datasets[FEID_SPLIT])} == set(CORPORA)
 
-    # The synthetic AffectNet holds a corrupt image and a face box that misses its face: the selection chose them,
-    # their images failed, they are named, and the selection ran again without them (hence the same manifest).
+    # The synthetic AffectNet holds a corrupt image (only reading it tells): the selection chose it, its image
+    # failed, it is named, and the selection ran again without it (hence the same manifest). A face box that misses
+    # its landmarks is known from the labels and never chosen.
     report = built.report
-    assert report.selection_rounds >= 2
-    assert "unreadable image" in report.skipped and "face box disagrees with the landmarks" in report.skipped
-    assert all(i.startswith("affectnet/") for ids in report.skipped.values() for i in ids)
+    assert report.selection_rounds == 2
+    assert list(report.skipped) == ["unreadable image"]
+    assert report.skipped["unreadable image"][0].startswith("affectnet/")
     assert report.images_read >= len(built.manifest)
     assert set(report.labels) == set(CORPORA) and report.labels["disfa"] > 0
 
@@ -90,13 +91,17 @@ def test_a_given_manifest_row_whose_image_fails_is_left_out_and_named(tmp_path):
     assert [e.sample_id for e in built.manifest] == ["rafdb/train_00001", "rafdb/test_0001"]  # what was built
 
 
-def test_a_corpus_that_yields_no_row_is_an_error_naming_its_folder(tmp_path):
+def test_a_corpus_that_yields_no_row_is_an_error_naming_its_folder(tmp_path, capsys):
     root = tmp_path / "root"
     write_corpora(root, corpora=("ckplus", "rafdb"))
     label_file = next((root / "RAF-DB").rglob("list_patition_label.txt"))
     label_file.write_text("not a label line\nnor this one\n")
     with pytest.raises(CorpusError, match=r"rafdb: the folder .*RAF-DB yields no row"):
         feid.build(root, cache_dir=str(tmp_path / "cache"))
+    # ... and `seke-hf build` says so and fails, instead of building FEID without RAF-DB.
+    status = cli.main(["build", "--corpora-root", str(root), "--out", str(tmp_path / "out"), "--no-annotate"])
+    assert status == 1
+    assert "rafdb: the folder" in capsys.readouterr().err and not (tmp_path / "out" / "manifest.csv").exists()
 
 
 # -- video frames without decoding everything ------------------------------------------------------------------
