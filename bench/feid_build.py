@@ -7,8 +7,9 @@ frames per CK+ sequence), the same selection targets at every size, and per size
   taken by id (what `seke_hf.feid.build` did before the label pass);
 - new path: `seke_hf.feid.build` (label pass, selection, images of the selected rows only).
 
-Both then save FEID and FEAB with `save_to_disk`. Reported: seconds and disk (cache + outputs, nothing is deleted
-during a run, so the end size is the peak), and whether both gave the same manifest. Then DISFA alone at the
+Both then save FEID and FEAB with `save_to_disk`. Reported: wall seconds, CPU seconds of the process (all its
+threads; steadier than wall time on a shared machine), disk (cache + outputs; nothing is deleted during a run, so
+the end size is the peak), and whether both gave the same manifest. Then DISFA alone at the
 largest size: seconds per selected frame of the new path against a bare PyAV decode of the same videos (every
 frame, no conversion) and against a bare decode up to the last selected frame of each video.
 
@@ -82,20 +83,26 @@ def disk_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
 
 
-def run(path_fn, root: Path, work: Path) -> tuple[float, float, feid.Manifest]:
+def run(path_fn, root: Path, work: Path) -> tuple[float, float, float, feid.Manifest]:
+    """Wall seconds, CPU seconds, MB on disk and the manifest of one path with a fresh cache."""
     cache = work / path_fn.__name__
     shutil.rmtree(cache, ignore_errors=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     manifest = path_fn(root, cache)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     size = disk_mb(cache)
     shutil.rmtree(cache, ignore_errors=True)
-    return seconds, size, manifest
+    return seconds, cpu, size, manifest
 
 
-def bare_decode(videos: list[Path], last: dict[Path, int] | None = None) -> float:
+def timed(function) -> tuple[float, float, object]:
+    start, cpu = time.perf_counter(), time.process_time()
+    result = function()
+    return time.perf_counter() - start, time.process_time() - cpu, result
+
+
+def bare_decode(videos: list[Path], last: dict[Path, int] | None = None) -> None:
     av = require_av()
-    start = time.perf_counter()
     for video in videos:
         with av.open(str(video)) as container:
             stream = container.streams.video[0]
@@ -103,15 +110,14 @@ def bare_decode(videos: list[Path], last: dict[Path, int] | None = None) -> floa
             for index, _ in enumerate(container.decode(stream)):
                 if last is not None and index >= last[video]:
                     break
-    return time.perf_counter() - start
 
 
 def disfa_alone(root: Path, work: Path) -> None:
     cache = work / "disfa"
     shutil.rmtree(cache, ignore_errors=True)
-    start = time.perf_counter()
-    built = feid.build(root, sources=("disfa",), params=PARAMS, cache_dir=str(cache), progress=lambda line: None)
-    seconds = time.perf_counter() - start
+    seconds, cpu, built = timed(
+        lambda: feid.build(root, sources=("disfa",), params=PARAMS, cache_dir=str(cache), progress=lambda line: None)
+    )
     selected = len(built.manifest)
     videos = sorted((root / "DISFA").rglob("*.avi"))
     last = {}
@@ -119,14 +125,16 @@ def disfa_alone(root: Path, work: Path) -> None:
         subject = video.stem.removeprefix("LeftVideo").removesuffix("_comp")
         frames = [int(e.sample_id.rsplit("/", 1)[1]) for e in built.manifest if f"/{subject}/" in e.sample_id]
         last[video] = max(frames, default=-1)
-    full = bare_decode(videos)
-    upto = bare_decode(videos, last)
+    full = timed(lambda: bare_decode(videos))
+    upto = timed(lambda: bare_decode(videos, last))
     print(f"\nDISFA alone ({len(videos)} videos, {selected} selected frames; labels, selection and images):")
-    print("| method | seconds | s per selected frame | vs new path |")
+    print("| method | s (CPU s) | per selected frame: ms (CPU ms) | vs new path: s (CPU) |")
     print("|---|---:|---:|---:|")
-    for name, t in (("new path (`feid.build`, DISFA only)", seconds), ("bare PyAV decode, every frame", full),
-                    ("bare PyAV decode, up to the last selected frame", upto)):  # fmt: skip
-        print(f"| {name} | {t:.2f} | {t / selected * 1000:.1f} ms | {t / seconds:.2f}x |")
+    for name, (t, c, _) in (("new path (`feid.build`, DISFA only)", (seconds, cpu, None)),
+                            ("bare PyAV decode, every frame", full),
+                            ("bare PyAV decode, up to the last selected frame", upto)):  # fmt: skip
+        print(f"| {name} | {t:.2f} ({c:.2f}) | {t / selected * 1000:.1f} ({c / selected * 1000:.1f}) | "
+              f"{t / seconds:.2f}x ({c / cpu:.2f}x) |")
     shutil.rmtree(cache, ignore_errors=True)
 
 
@@ -149,17 +157,19 @@ def main() -> None:
         root = work / f"root{scale}"
         shutil.rmtree(root, ignore_errors=True)
         write_root(root, scale, args.disfa_frames, tuple(args.disfa_size))
-        old_s, old_mb, old_manifest = run(todays_path, root, work)
-        new_s, new_mb, new_manifest = run(new_path, root, work)
-        rows.append((scale, old_s, old_mb, new_s, new_mb, old_manifest == new_manifest, len(new_manifest)))
+        old_s, old_cpu, old_mb, old_manifest = run(todays_path, root, work)
+        new_s, new_cpu, new_mb, new_manifest = run(new_path, root, work)
+        rows.append((scale, old_s, old_cpu, old_mb, new_s, new_cpu, new_mb, old_manifest == new_manifest,
+                     len(new_manifest)))  # fmt: skip
         print(f"{scale}x done: today {old_s:.1f} s {old_mb:.1f} MB, new {new_s:.1f} s {new_mb:.1f} MB", flush=True)
-    base_s, base_mb = rows[0][3], rows[0][4]
-    print("\n| size | rows selected | today s | today MB | new s | new MB | new s vs today | new s vs 1x | "
-          "new MB vs 1x | same manifest |")  # fmt: skip
+    _, _, _, _, base_s, base_cpu, base_mb, _, _ = rows[0]
+    print("\n| size | rows selected | today: s (CPU s) | today MB | new: s (CPU s) | new MB | new vs today: s (CPU) | "
+          "new vs its 1x: s (CPU) | new MB vs its 1x | same manifest |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for scale, old_s, old_mb, new_s, new_mb, same, selected in rows:
-        ratios = f"{new_s / old_s:.2f}x | {new_s / base_s:.2f}x | {new_mb / base_mb:.2f}x"
-        print(f"| {scale}x | {selected} | {old_s:.2f} | {old_mb:.1f} | {new_s:.2f} | {new_mb:.1f} | {ratios} | "
+    for scale, old_s, old_cpu, old_mb, new_s, new_cpu, new_mb, same, selected in rows:
+        print(f"| {scale}x | {selected} | {old_s:.2f} ({old_cpu:.2f}) | {old_mb:.1f} | {new_s:.2f} ({new_cpu:.2f}) | "
+              f"{new_mb:.1f} | {new_s / old_s:.2f}x ({new_cpu / old_cpu:.2f}x) | "
+              f"{new_s / base_s:.2f}x ({new_cpu / base_cpu:.2f}x) | {new_mb / base_mb:.2f}x | "
               f"{'yes' if same else 'NO'} |")  # fmt: skip
     disfa_alone(root, work)
     if not args.work:
