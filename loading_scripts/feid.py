@@ -28,6 +28,7 @@ DEPENDS_ON = (
     "seke_hf.loading_scripts.composite_builder",
     "seke_hf.feid",
     "seke_hf.corpus_labels",
+    "seke_hf.selected_rows",
     "seke_hf.selection",
     "seke_hf.corpus_roots",
     "seke_hf.release",

@@ -13,9 +13,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import inspect
 import io
-import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -25,14 +23,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import datasets
-import pyarrow as pa
-from datasets.arrow_writer import ArrowWriter
 
-from seke_hf import corpus_labels, selection
+from seke_hf import corpus_labels
 from seke_hf.corpora import CORPORA
 from seke_hf.corpus_labels import CorpusLabels, ImageSkips, read_labels, read_rows
 from seke_hf.corpus_roots import find_corpus_dirs, warn_missing
-from seke_hf.schema import FEATURES
+from seke_hf.selected_rows import SelectedRows
 from seke_hf.selection import FEAB_SPLIT, FEID_SPLIT, Manifest, ManifestEntry, SelectionParams, select, sort_manifest
 
 logger = logging.getLogger("seke_hf.feid")
@@ -40,8 +36,6 @@ logger = logging.getLogger("seke_hf.feid")
 CKPLUS_SPLIT_FILE = "ckplus_feid_split.csv"
 """SEKE's CK+ split as released (paper.md): split,expression,sequence per labelled CK+ sequence."""
 
-WRITE_BATCH_ROWS = 64
-"""Selected rows per written record batch (a DISFA frame is ~100 kB)."""
 MAX_SELECTION_ROUNDS = 10
 """Selections re-run without rows whose image proved unreadable; each round reads only newly chosen images."""
 
@@ -202,11 +196,18 @@ def build(
     if manifest is not None:
         given = manifest if isinstance(manifest, list) else read_manifest(manifest)
         given = [entry for entry in given if entry.source in sources]
-    store = SelectedRows(_selected_path(labels, given, params, limit, cache_dir))
+    inputs = {
+        "labels": {s: c.key for s, c in labels.items()},
+        "manifest": [list(e) for e in given] if given is not None else None,
+        "params": params.to_dict() if given is None else None,
+        "limit": limit,
+    }
+    store = SelectedRows.for_inputs(inputs, cache_dir)
     if store.done():
         entries, stored = store.load()
-        report = dataclasses.replace(stored, labels=report.labels, labels_from_cache=report.labels_from_cache)
-        report.from_cache = True
+        report = dataclasses.replace(
+            BuildReport(**stored), labels=report.labels, labels_from_cache=report.labels_from_cache, from_cache=True
+        )
     else:
         entries = _select_and_read(labels, given, params, limit, store, report)
     splits = datasets.DatasetDict({split: store.rows(entries, split) for split in (FEID_SPLIT, FEAB_SPLIT)})
@@ -253,7 +254,7 @@ def _select_and_read(
                        ", ".join(report.not_in_copy[:3]))  # fmt: skip
     entries = [e for e in entries if e.sample_id in store.index]
     report.selected = manifest_counts(entries)
-    store.finish(entries, report)
+    store.finish(entries, report.to_dict())
     return entries
 
 
@@ -313,91 +314,3 @@ def manifest_counts(manifest: Iterable[ManifestEntry]) -> dict[str, dict[str, in
         counts.setdefault(entry.split, {})
         counts[entry.split][entry.source] = counts[entry.split].get(entry.source, 0) + 1
     return counts
-
-
-# -- the selected rows on disk ---------------------------------------------------------------------------------------
-
-
-def _code_version() -> str:
-    modules = (selection, corpus_labels, inspect.getmodule(_code_version))
-    return hashlib.sha256("".join(inspect.getsource(m) for m in modules).encode()).hexdigest()[:16]
-
-
-def _selected_path(
-    labels: Mapping[str, CorpusLabels],
-    given: Manifest | None,
-    params: SelectionParams,
-    limit: int | None,
-    cache_dir: str | None,
-) -> Path:
-    """Where the rows of this build live: keyed by every input (corpora, manifest or parameters, limit, code)."""
-    key = json.dumps(
-        {
-            "labels": {s: c.key for s, c in labels.items()},
-            "manifest": [list(e) for e in given] if given is not None else None,
-            "params": params.to_dict() if given is None else None,
-            "limit": limit,
-            "code": _code_version(),
-        },
-        sort_keys=True,
-    )
-    root = Path(cache_dir).expanduser() if cache_dir else Path(datasets.config.HF_DATASETS_CACHE)
-    return root / "seke_hf" / "selected" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.arrow"
-
-
-class SelectedRows:
-    """The rows of one build with their images, in one Arrow file (plus a JSON of its manifest and report)."""
-
-    def __init__(self, path: Path):
-        self.path, self.meta = path, path.with_suffix(".json")
-        self.index: dict[str, int] = {}
-        self._writer: ArrowWriter | None = None
-        self._batch: list[dict[str, Any]] = []
-        self._dataset: datasets.Dataset | None = None
-
-    def done(self) -> bool:
-        return self.path.is_file() and self.meta.is_file()
-
-    def load(self) -> tuple[Manifest, BuildReport]:
-        meta = json.loads(self.meta.read_text())
-        self.index = meta["index"]
-        return [ManifestEntry(*e) for e in meta["manifest"]], BuildReport(**meta["report"])
-
-    def __enter__(self) -> SelectedRows:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._partial = self.path.with_suffix(f".{os.getpid()}.tmp")
-        self._writer = ArrowWriter(features=FEATURES, path=str(self._partial))
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if exc[0] is not None:
-            self._writer.close()
-            self._partial.unlink(missing_ok=True)
-
-    def add(self, sample_id: str, row: dict[str, Any]) -> None:
-        self.index[sample_id] = len(self.index)
-        self._batch.append(row)
-        if len(self._batch) == WRITE_BATCH_ROWS:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._batch:
-            self._writer.write_table(pa.Table.from_pylist(self._batch, schema=FEATURES.arrow_schema))
-            self._batch = []
-
-    def finish(self, manifest: Manifest, report: BuildReport) -> None:
-        self._flush()
-        self._writer.finalize()
-        self._writer.close()
-        meta = {"index": self.index, "manifest": [list(e) for e in manifest], "report": report.to_dict()}
-        self.meta.write_text(json.dumps(meta))
-        os.replace(self._partial, self.path)
-
-    def rows(self, manifest: Manifest, split: str) -> datasets.Dataset:
-        """The rows of `split` in manifest order (an Arrow selection: no image is copied)."""
-        if self._dataset is None:
-            self._dataset = datasets.Dataset.from_file(str(self.path))
-        indices = [self.index[e.sample_id] for e in manifest if e.split == split]
-        if not indices:
-            return datasets.Dataset.from_dict({name: [] for name in FEATURES}, features=FEATURES)
-        return self._dataset.select(indices)
