@@ -302,6 +302,9 @@ def test_build_cli_end_to_end_with_a_simulated_model(corpora_root, tmp_path, cap
     assert "FEID: 12 rows" in printed and "FEAB: 12 rows" in printed and "estimated cost $" in printed
 
     summary = json.loads((out / "summary.json").read_text())
+    report = json.loads((out / "manifest_report.json").read_text())
+    assert report["images_read"] >= 24 and set(report["labels"]) == set(seke_hf.CORPORA)
+    assert summary["images"]["read"] == report["images_read"]
     assert summary["usage"]["requests"] > 0 and summary["usage"]["tokens"]["prompt"] > 0
     assert set(summary["datasets"]["feid"]["per_source"]) == set(seke_hf.CORPORA)  # --limit spreads over sources
     manifest = feid.read_manifest(out / "manifest.csv")
