@@ -54,7 +54,24 @@ def run(args: argparse.Namespace) -> int:
     )
     print("  read back with plain datasets: " + ", ".join(f"{k} {n} rows" for k, n in result.reloaded_rows.items()))
     print()
-    print(result.evaluation_markdown)
-    print(f"Report: {result.report_paths['markdown']}")
+    print(overall_rows(result.evaluation_markdown))
+    print(f"Full report (per corpus, per AU, plots): {result.report_paths['markdown']}")
     print("Next: run for real with `seke-hf build --corpora-root DIR --out DIR --model gpt-4o` (see README).")
     return 0
+
+
+def overall_rows(markdown: str) -> str:
+    """The evaluation's headings and the overall row of each table, so the demo's output fits on one screen."""
+    kept: list[str] = []
+    table: list[str] = []
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            kept += [line] if line.startswith("# ") else ["", line]
+        if not line.startswith("|"):
+            table = []
+        elif line.startswith("| overall "):
+            kept += [*table[:2], line]
+            table = table[:2]
+        else:
+            table.append(line)
+    return "\n".join(kept)
