@@ -12,6 +12,7 @@ extractions of DISFA are made of (corpora.md §4.3), not the container timestamp
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -43,10 +44,9 @@ SEEK_AHEAD = 48
 """Seek instead of decoding on when the next wanted frame is at least this far ahead (~2 s of DISFA's 20 fps)."""
 
 
-def frame_count(path: Path) -> int:
-    """The video's number of frames from its container header, or by counting its packets (no frame is decoded)
-    where the header does not say. A header that overstates the count is caught when frames are decoded: frames the
-    video lacks are not yielded by `iter_frames`."""
+@contextlib.contextmanager
+def open_video(path: Path) -> Iterator[tuple[Any, Any]]:
+    """(container, first video stream), or `UnreadableVideo` naming the file."""
     av = require_av()
     try:
         container = av.open(str(path))
@@ -55,7 +55,15 @@ def frame_count(path: Path) -> int:
     with container:
         if not container.streams.video:
             raise UnreadableVideo(f"unreadable video {path}: it has no video stream")
-        stream = container.streams.video[0]
+        yield container, container.streams.video[0]
+
+
+def frame_count(path: Path) -> int:
+    """The video's number of frames from its container header, or by counting its packets (no frame is decoded)
+    where the header does not say. A header that overstates the count is caught when frames are decoded: frames the
+    video lacks are not yielded by `iter_frames`."""
+    av = require_av()
+    with open_video(path) as (container, stream):
         if stream.frames > 0:
             return stream.frames
         try:
@@ -73,14 +81,7 @@ def iter_frames(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, PIL.Im
     wanted = sorted({int(i) for i in wanted if int(i) >= 0})
     if not wanted:
         return
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError) as e:
-        raise UnreadableVideo(f"unreadable video {path}: {e}") from e
-    with container:
-        if not container.streams.video:
-            raise UnreadableVideo(f"unreadable video {path}: it has no video stream")
-        stream = container.streams.video[0]
+    with open_video(path) as (container, stream):
         select = _wanted_packets if stream.codec_context.codec.intra_only else _wanted_decoded
         index = -1
         try:

@@ -35,3 +35,13 @@ import pytest  # noqa: E402
 def cache_dir(tmp_path):
     """A fresh `datasets` cache for one test, so caching behaviour is observed from a cold start."""
     return str(tmp_path / "hf_cache")
+
+
+@pytest.fixture(scope="session")
+def corpora_root(tmp_path_factory):
+    """The six small synthetic corpora under one ROOT, written once for the FEID/FEAB tests (read only)."""
+    from seke_hf.synthetic.corpora import write_corpora
+
+    root = tmp_path_factory.mktemp("corpora") / "ROOT"
+    write_corpora(root, seed=0, small=True)
+    return root

@@ -208,13 +208,6 @@ def test_manifest_file_round_trip_and_clear_errors(tmp_path):
 SMALL = {"min_frame_gap": {"disfa": 3, "bp4d": 2, "affwild2": 2}}
 
 
-@pytest.fixture(scope="module")
-def corpora_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpora") / "ROOT"
-    write_corpora(root, seed=0, small=True)
-    return root
-
-
 def _ids(ds):
     return list(ds["sample_id"])
 

@@ -19,13 +19,6 @@ from seke_hf.synthetic.disfa import write_video
 SMALL = SelectionParams.from_dict({"min_frame_gap": {"disfa": 3, "bp4d": 2, "affwild2": 2}})
 
 
-@pytest.fixture(scope="module")
-def corpora_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpora") / "ROOT"
-    write_corpora(root, seed=0, small=True)
-    return root
-
-
 def _arrow_files(folder):
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.arrow"))
 
