@@ -135,3 +135,14 @@ def test_frame_count_from_the_header_or_by_counting_packets(tmp_path):
     with av.open(str(mkv)) as container:
         assert container.streams.video[0].frames == 0
     assert video_frames.frame_count(mkv) == 23
+
+
+def test_a_video_header_that_overstates_its_frames_is_caught_when_decoding(corpora_root, tmp_path, monkeypatch):
+    from seke_hf.loading_scripts import disfa
+
+    # SN013's video lacks its last labelled frame (15); a header claiming more frames lets the label pass keep it.
+    monkeypatch.setattr(disfa, "frame_count", lambda path: 10**6)
+    manifest = [ManifestEntry(f"disfa/SN013/{frame}", FEID_SPLIT, "disfa") for frame in (3, 15)]
+    built = feid.build(corpora_root, sources=("disfa",), manifest=manifest, cache_dir=str(tmp_path))
+    assert built.report.skipped == {"labelled frame the video lacks": ["disfa/SN013/15"]}
+    assert [e.sample_id for e in built.manifest] == ["disfa/SN013/3"]
