@@ -31,7 +31,8 @@ DEPENDS_ON = (
     "seke_hf.selected_rows",
     "seke_hf.selection",
     "seke_hf.corpus_roots",
-    "seke_hf.release",
+    "seke_hf.release.merge",
+    "seke_hf.columns",
 )
 """Modules whose code decides the rows: a change to any of them rebuilds the cached dataset."""
 

@@ -28,8 +28,8 @@ import datasets
 
 from seke_hf import label_counts
 from seke_hf._version import __version__
+from seke_hf.columns import column_values
 from seke_hf.corpora import CORPORA
-from seke_hf.release import column_values
 from seke_hf.schema import LEVELS
 from seke_hf.selection import FEAB_SPLIT, FEID_SPLIT, SelectionParams
 
