@@ -19,15 +19,18 @@ action-unit detectors). Every constant is a field of `SVUAMCConfig`.
    the votes the current shares say are needed, and never so few that the request's overhead (the image and
    prompt it re-sends, from the observed token usage at the annotator's prices) dominates it.
 4. Uncertainty is a posterior, so rows that stop early are still ordered: the expression, 1 - the posterior mean
-   share of its label (Beta(1, 1) prior over the votes, greedy included), times the knowledge score; the AUs, the
-   mean posterior share of the votes against each AU's label; valence/arousal, the posterior sample spread
-   (prior spread `va_prior` worth two votes) combined with the distance of the greedy answer from the votes' mean.
+   share of its label (Beta(1, 1) prior over the votes, greedy included) times the knowledge score times
+   exp(-d**2 / 2 `anchor_spread`**2), d the distance of the face's valence/arousal from the label's circumplex
+   anchor (levels that disagree are where confident mistakes show); the AUs, the mean posterior share of the votes
+   against each AU's label; valence/arousal, the posterior sample spread (prior spread `va_prior` worth two votes)
+   combined with the distance of the greedy answer from the votes' mean and d / 2.
 5. Human labels outrank agreement. The whole label set is checked with `seke_hf.knowledge.consistency`, human
    labels included; it passes only *above* `consistency_threshold` (a score of exactly 0.5, e.g. "neutral with one
    active AU14", fails). A failing set is never kept because the samples agreed: with `on_inconsistent="fallback"`
-   (default) the most voted expression candidate (greedy answer or any vote) that, with the contested AUs set to
-   their most consistent values, passes replaces it; if none passes, the row is rejected ("reject": always
-   rejected; "keep": kept with the issues, the old behaviour). Human labels that contradict each other are never
+   (default) knowledge chooses among the model's own candidates: the expression named by the greedy answer or a
+   vote with the highest posterior share x knowledge score, its generated AUs repaired toward consistency (the
+   undecided ones first); if no candidate passes, the row is rejected ("reject": always rejected; "keep": kept with
+   the issues and no knowledge discount, the old behaviour). Human labels that contradict each other are never
    held against the generated ones. An expression whose uncertainty exceeds its `max_uncertainty` is rejected.
 6. Each level's description comes from the answer closest to that level's final label, the greedy answer first
    (votes carry no descriptions unless there is no greedy answer); an expression is never described by an answer
@@ -42,6 +45,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from seke_hf.knowledge import CIRCUMPLEX
 from seke_hf.schema import AUS, EXPRESSIONS
 
 VERSION = "2"
@@ -62,6 +66,7 @@ class SVUAMCConfig:
     ambiguous_band: float = 0.3  # an AU whose share is confidently within 1/2 +- this is settled as ambiguous
     va_tolerance: float = 0.1
     va_prior: float = 0.1  # prior sample spread of valence/arousal (worth two votes) for the posterior
+    anchor_spread: float = 0.5  # how far valence/arousal may lie from the expression's circumplex anchor
     verify: bool = True  # the greedy (temperature-0) answer: anchor, verifier and describer
     greedy_weight: int = 2  # votes the greedy answer counts for
     consistency_threshold: float = 0.5  # a label set passes only with a knowledge score above this
@@ -453,11 +458,10 @@ def decide(
             if config.on_inconsistent != "keep":
                 return Decision("rejected", f"inconsistent with emotion knowledge (score {score:.2f}): {issues}", {})
             reason = f"kept despite knowledge issues (score {score:.2f}): {issues}"
+            score = 1.0  # "keep" lets the agreement of samples stand: no knowledge discount either
         elif not reason and check.issues:
             reason = issues
-    if EXPRESSION in results:  # the knowledge score discounts the label's posterior
-        r = results[EXPRESSION]
-        results[EXPRESSION] = replace(r, uncertainty=1.0 - (1.0 - r.uncertainty) * min(score, 1.0))
+    results = _with_knowledge(results, human, score, config)
     for level, result in results.items():
         limit = config.max_uncertainty.get(level, 1.0)
         if result.uncertainty > limit:
@@ -493,6 +497,31 @@ def _labels(agg: Aggregate) -> tuple[dict[str, LevelResult], list[str]]:
         else:
             results[ACTION_UNITS] = LevelResult(agg.aus.active, agg.aus.uncertainty, None, False, agg.aus.settled)
     return results, missing
+
+
+def _with_knowledge(
+    results: dict[str, LevelResult], human: Mapping[str, Any], score: float, config: SVUAMCConfig
+) -> dict[str, LevelResult]:
+    """Uncertainties with what knowledge says about the label set: the expression's posterior is discounted by the
+    knowledge score and by how far the face's valence/arousal (human or generated) lies from the expression's
+    circumplex anchor; the valence/arousal spread is widened by the same distance. Levels of one face that do not
+    agree with each other are where a model's confident mistakes show."""
+    labels = _merged(human, results)
+    expression, valence, arousal = labels["expression"], labels["valence"], labels["arousal"]
+    if expression not in CIRCUMPLEX or valence is None or arousal is None:
+        distance = 0.0
+    else:
+        anchor_v, anchor_a = CIRCUMPLEX[expression]
+        distance = math.hypot(valence - anchor_v, arousal - anchor_a)
+    out = dict(results)
+    if EXPRESSION in out:
+        r = out[EXPRESSION]
+        agreement = min(score, 1.0) * math.exp(-(distance**2) / (2 * config.anchor_spread**2))
+        out[EXPRESSION] = replace(r, uncertainty=1.0 - (1.0 - r.uncertainty) * agreement)
+    if VALENCE_AROUSAL in out and expression in CIRCUMPLEX:
+        r = out[VALENCE_AROUSAL]
+        out[VALENCE_AROUSAL] = replace(r, uncertainty=math.sqrt(r.uncertainty**2 + (distance / 2) ** 2))
+    return out
 
 
 def _passes(score: float, config: SVUAMCConfig) -> bool:
