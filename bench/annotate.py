@@ -31,6 +31,7 @@ import numpy as np
 
 from seke_hf import SVUAMCAnnotator
 from seke_hf.annotate import Prices
+from seke_hf.knowledge import SIGNATURE_AUS
 from seke_hf.schema import AUS, EXPRESSIONS, FEATURES, aus_from_active, empty_row
 from seke_hf.simulate import PROFILES, SimulatedVLLM
 from seke_hf.simulate.noise import PROTOTYPE_AUS, VA_ANCHORS
@@ -57,11 +58,14 @@ def make_data(rows: int, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]
     for i in range(rows):
         expression = EXPRESSIONS[int(rng.integers(8))]  # the eight FEID classes ("other" is not drawn)
         active = set(PROTOTYPE_AUS[expression])
+        signature = SIGNATURE_AUS.get(expression, frozenset())
         for au in AUS:  # individual variation: a prototype AU may be missing, another may show
             if au in active and rng.random() < 0.15:
                 active.discard(au)
             elif au not in active and rng.random() < 0.04:
                 active.add(au)
+        if signature and not active & signature:  # ... but a face shows its expression's defining movement
+            active.add(min(signature & set(PROTOTYPE_AUS[expression]), key=AUS.index))
         valence, arousal = (float(np.clip(x + rng.normal(0, 0.12), -1, 1)) for x in VA_ANCHORS[expression])
         row = empty_row(f"bench/{i:05d}", "bench", image=draw_face(seed * 100_003 + i, expression, sorted(active)))
         row.update(expression=EXPRESSIONS.index(expression), valence=valence, arousal=arousal)

@@ -23,7 +23,10 @@ action-unit detectors). Every constant is a field of `SVUAMCConfig`.
    exp(-d**2 / 2 `anchor_spread`**2), d the distance of the face's valence/arousal from the label's circumplex
    anchor (levels that disagree are where confident mistakes show); the AUs, the mean posterior share of the votes
    against each AU's label; valence/arousal, the posterior sample spread (prior spread `va_prior` worth two votes)
-   combined with the distance of the greedy answer from the votes' mean and d / 2.
+   combined with the distance of the greedy answer from the votes' mean and d / 2. Acceptance (`max_uncertainty`)
+   uses these; the reported uncertainty then also carries the instability of the same face at its other generated
+   levels (`_with_instability`): a face a model is unsure of at one level is where its unanimous answers at another
+   are more often confident mistakes.
 5. Human labels outrank agreement. The whole label set is checked with `seke_hf.knowledge.consistency`, human
    labels included; it passes only *above* `consistency_threshold` (a score of exactly 0.5, e.g. "neutral with one
    active AU14", fails). A failing set is never kept because the samples agreed: with `on_inconsistent="fallback"`
@@ -462,6 +465,7 @@ def decide(
             score = 1.0  # "keep" lets the agreement of samples stand: no knowledge discount either
         elif not reason and check.issues:
             reason = issues
+    voted = results
     results = _with_knowledge(results, human, score, config)
     for level, result in results.items():
         limit = config.max_uncertainty.get(level, 1.0)
@@ -469,6 +473,7 @@ def decide(
             return Decision(
                 "rejected", f"{level} uncertain after {agg.samples} samples: {result.uncertainty:.2f} > {limit}", {}
             )
+    results = _with_instability(results, voted)
     valid = [s for s in samples if s is not None]
     described = {
         level: replace(r, description=_description(level, r.value, agg.greedy, valid)) for level, r in results.items()
@@ -522,6 +527,32 @@ def _with_knowledge(
     if VALENCE_AROUSAL in out and expression in CIRCUMPLEX:
         r = out[VALENCE_AROUSAL]
         out[VALENCE_AROUSAL] = replace(r, uncertainty=math.sqrt(r.uncertainty**2 + (distance / 2) ** 2))
+    return out
+
+
+def _with_instability(results: dict[str, LevelResult], voted: Mapping[str, LevelResult]) -> dict[str, LevelResult]:
+    """Uncertainties that also carry the instability of the same face at its other generated levels.
+
+    A face a model is unsure of at one level (split votes on the AUs, spread valence/arousal) is a face where its
+    unanimous expression is more often a confident mistake. Each generated level's stability: the expression's
+    posterior share (after knowledge), exp(-2 x the valence/arousal vote spread), (1 - the AU uncertainty)**2; a
+    level's uncertainty is then 1 - (1 - its own) x the product of the others' (valence/arousal, in its own units:
+    + 0.2 x (1 - that product)). Used for ranking, after acceptance: `max_uncertainty` sees each level's own.
+    """
+    stability = {}
+    if EXPRESSION in results:
+        stability[EXPRESSION] = 1.0 - results[EXPRESSION].uncertainty
+    if VALENCE_AROUSAL in voted:
+        stability[VALENCE_AROUSAL] = math.exp(-2.0 * voted[VALENCE_AROUSAL].uncertainty)
+    if ACTION_UNITS in voted:
+        stability[ACTION_UNITS] = (1.0 - voted[ACTION_UNITS].uncertainty) ** 2
+    out = {}
+    for level, r in results.items():
+        others = math.prod(v for k, v in stability.items() if k != level)
+        if level == VALENCE_AROUSAL:
+            out[level] = replace(r, uncertainty=r.uncertainty + 0.2 * (1.0 - others))
+        else:
+            out[level] = replace(r, uncertainty=1.0 - (1.0 - r.uncertainty) * others)
     return out
 
 
