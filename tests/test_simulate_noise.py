@@ -255,3 +255,10 @@ def test_confident_errors_profile_greedy_beats_the_sampled_majority():
     # A wrong belief is confident: its top keeps most of the probability.
     wrong = [b for t, d, k in faces() if (b := model.belief(t, d, key=k)).top_expression != t.expression]
     assert wrong and np.mean([b.confidence for b in wrong]) > 0.85
+
+
+def test_simulate_command_names_the_profiles(capsys):
+    from seke_hf.cli import main
+
+    assert main(["simulate", "--truth", "unused.jsonl", "--profile", "shaky"]) == 1
+    assert "expected one of default, ambivalent-aus" in capsys.readouterr().err
