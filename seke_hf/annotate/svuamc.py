@@ -32,7 +32,7 @@ action-unit detectors). Every constant is a field of `SVUAMCConfig`.
    active AU14", fails). A failing set is never kept because the samples agreed: with `on_inconsistent="fallback"`
    (default) knowledge chooses among the model's own candidates: the expression named by the greedy answer or a
    vote with the highest posterior share x knowledge score, its generated AUs repaired toward consistency (the
-   undecided ones; any of them against a human expression); if no candidate passes, the row is rejected
+   undecided ones first, then any: models are weak AU detectors); if no candidate passes, the row is rejected
    ("reject": always rejected; "keep": kept with the issues and no knowledge discount, the old behaviour). Human
    labels that contradict each other are never held against the generated ones. An expression whose uncertainty
    exceeds its `max_uncertainty` is rejected.
@@ -572,7 +572,7 @@ def _most_consistent(
 
     Expression candidates: the greedy answer and every voted expression, each with its posterior share. A set that
     fails the check gets its AUs repaired, each set to the value that raises the score most: the AUs the votes left
-    undecided, then, against a human expression, any AU (human labels outrank the agreement of samples).
+    undecided, then any AU (human labels outrank the agreement of samples, and models are weak AU detectors).
     """
     best, best_score = results, score
     best_value = (1.0 - results[EXPRESSION].uncertainty if EXPRESSION in results else 1.0) * score
@@ -584,9 +584,7 @@ def _most_consistent(
             trial[EXPRESSION] = LevelResult(expression, 1.0 - agg.expression.share(expression), None, True, False)
         trial_score = consistency(**_merged(human, trial)).score
         if ACTION_UNITS in trial and not _passes(trial_score, config):
-            # Decided AUs yield only to a human expression: between two generated levels, knowledge cannot tell
-            # which one is wrong.
-            for flexible in (undecided, AUS) if EXPRESSION not in results else (undecided,):
+            for flexible in (undecided, AUS):  # models are weak AU detectors: their AUs yield first
                 trial[ACTION_UNITS], trial_score = _consistent_aus(trial, flexible, human, consistency, trial_score)
         value = (1.0 - trial[EXPRESSION].uncertainty if EXPRESSION in trial else 1.0) * trial_score
         if value > best_value + 1e-9 and (_passes(trial_score, config) or not _passes(best_score, config)):
