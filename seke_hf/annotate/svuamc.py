@@ -21,12 +21,12 @@ action-unit detectors). Every constant is a field of `SVUAMCConfig`.
 4. Uncertainty is a posterior, so rows that stop early are still ordered: the expression, 1 - the posterior mean
    share of its label (Beta(1, 1) prior over the votes, greedy included) times the knowledge score times
    exp(-d**2 / 2 `anchor_spread`**2), d the distance of the face's valence/arousal from the label's circumplex
-   anchor (levels that disagree are where confident mistakes show); the AUs, the mean posterior share of the votes
-   against each AU's label; valence/arousal, the posterior sample spread (prior spread `va_prior` worth two votes)
-   combined with the distance of the greedy answer from the votes' mean and d / 2. Acceptance (`max_uncertainty`)
-   uses these; the reported uncertainty then also carries the instability of the same face at its other generated
-   levels (`_with_instability`): a face a model is unsure of at one level is where its unanimous answers at another
-   are more often confident mistakes.
+   anchor (levels that disagree are where confident mistakes show); the AUs, 1 - (1 - the mean posterior share of
+   the votes against each AU's label) x the AU set's prototype affinity to the expression; valence/arousal, the
+   posterior sample spread (prior spread `va_prior` worth two votes) combined with the distance of the greedy
+   answer from the votes' mean and d / 2. Acceptance (`max_uncertainty`) uses these; the reported uncertainty then
+   also carries the instability of the same face at its other generated levels (`_with_instability`): a face a
+   model is unsure of at one level is where its unanimous answers at another are more often confident mistakes.
 5. Human labels outrank agreement. The whole label set is checked with `seke_hf.knowledge.consistency`, human
    labels included; it passes only *above* `consistency_threshold` (a score of exactly 0.5, e.g. "neutral with one
    active AU14", fails). A failing set is never kept because the samples agreed: with `on_inconsistent="fallback"`
@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from seke_hf.knowledge import CIRCUMPLEX
+from seke_hf.knowledge import CIRCUMPLEX, expression_au_affinity
 from seke_hf.schema import AUS, EXPRESSIONS
 
 VERSION = "2"
@@ -510,8 +510,9 @@ def _with_knowledge(
 ) -> dict[str, LevelResult]:
     """Uncertainties with what knowledge says about the label set: the expression's posterior is discounted by the
     knowledge score and by how far the face's valence/arousal (human or generated) lies from the expression's
-    circumplex anchor; the valence/arousal spread is widened by the same distance. Levels of one face that do not
-    agree with each other are where a model's confident mistakes show."""
+    circumplex anchor; the valence/arousal spread is widened by the same distance; the AUs' agreement is discounted
+    by their affinity to the face's expression's prototypes. Levels of one face that do not agree with each other
+    are where a model's confident mistakes show."""
     labels = _merged(human, results)
     expression, valence, arousal = labels["expression"], labels["valence"], labels["arousal"]
     if expression not in CIRCUMPLEX or valence is None or arousal is None:
@@ -527,6 +528,10 @@ def _with_knowledge(
     if VALENCE_AROUSAL in out and expression in CIRCUMPLEX:
         r = out[VALENCE_AROUSAL]
         out[VALENCE_AROUSAL] = replace(r, uncertainty=math.sqrt(r.uncertainty**2 + (distance / 2) ** 2))
+    if ACTION_UNITS in out and expression is not None:
+        r = out[ACTION_UNITS]
+        affinity = expression_au_affinity(expression, r.value)
+        out[ACTION_UNITS] = replace(r, uncertainty=1.0 - (1.0 - r.uncertainty) * affinity)
     return out
 
 
