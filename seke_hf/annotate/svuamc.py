@@ -76,7 +76,7 @@ class SVUAMCConfig:
     consistency_threshold: float = 0.5  # a label set passes only with a knowledge score above this
     on_inconsistent: str = "fallback"  # or "reject", "keep"
     max_uncertainty: Mapping[str, float] = field(
-        default_factory=lambda: {EXPRESSION: 0.5, VALENCE_AROUSAL: 1.0, ACTION_UNITS: 1.0}
+        default_factory=lambda: {EXPRESSION: 0.7, VALENCE_AROUSAL: 1.0, ACTION_UNITS: 1.0}
     )
 
     def __post_init__(self) -> None:
