@@ -7,12 +7,12 @@ import random
 import pytest
 
 from seke_hf.annotate import prompts, svuamc
-from seke_hf.annotate.svuamc import ACTION_UNITS, EXPRESSION, VALENCE_AROUSAL, Sample, SVUAMCConfig
+from seke_hf.annotate.svuamc import AU_LEVEL, EXPRESSION, VALENCE_AROUSAL, Sample, SVUAMCConfig
 from seke_hf.knowledge import consistency
 
 CONFIG = SVUAMCConfig()
 LENIENT = SVUAMCConfig(max_uncertainty={EXPRESSION: 1.0})  # never rejects for disagreement alone
-ALL = (EXPRESSION, VALENCE_AROUSAL, ACTION_UNITS)
+ALL = (EXPRESSION, VALENCE_AROUSAL, AU_LEVEL)
 
 
 def test_prob_greater_is_the_beta_tail():
@@ -105,7 +105,7 @@ def test_ambivalent_aus_never_push_a_row_to_the_budget():
 
     def drawn(p_top: float, p_au: float) -> int:
         samples: list[Sample | None] = []
-        rounds, agg = 0, svuamc.aggregate([], (EXPRESSION, ACTION_UNITS), CONFIG, GREEDY)
+        rounds, agg = 0, svuamc.aggregate([], (EXPRESSION, AU_LEVEL), CONFIG, GREEDY)
         while (k := svuamc.next_round(agg, CONFIG, rounds)) > 0:
             samples += [
                 Sample(
@@ -115,7 +115,7 @@ def test_ambivalent_aus_never_push_a_row_to_the_budget():
                 for _ in range(k)
             ]
             rounds += 1
-            agg = svuamc.aggregate(samples, (EXPRESSION, ACTION_UNITS), CONFIG, GREEDY)
+            agg = svuamc.aggregate(samples, (EXPRESSION, AU_LEVEL), CONFIG, GREEDY)
         return len(samples)
 
     ambivalent = [drawn(0.99, 0.5) for _ in range(200)]
@@ -166,9 +166,9 @@ def test_human_labels_outrank_the_agreement_of_samples():
 
 def test_generated_aus_are_repaired_toward_the_human_expression():
     votes = [Sample(aus=frozenset({"AU6"}))] * 4
-    agg = svuamc.aggregate(votes, (ACTION_UNITS,), CONFIG, Sample(aus=frozenset({"AU6"})))
+    agg = svuamc.aggregate(votes, (AU_LEVEL,), CONFIG, Sample(aus=frozenset({"AU6"})))
     decision = svuamc.decide(votes, agg, CONFIG, human={"expression": "happiness"}, consistency=consistency)
-    assert decision.status == "accepted" and decision.levels[ACTION_UNITS].value == {"AU6", "AU12"}
+    assert decision.status == "accepted" and decision.levels[AU_LEVEL].value == {"AU6", "AU12"}
     assert "knowledge fallback (aus)" in decision.reason
 
 
@@ -211,21 +211,21 @@ def test_no_valid_answer_rejects():
 
 
 def test_tolerant_parsing():
-    s = prompts.parse_answer(
+    s = prompts.parse_sample(
         'Sure:\n```json\n{"Expression": "Happiness", "valence": "0.6", "arousal": 2, '
         '"action_units": ["AU06", "au 12", 25, "AU99", "smile"], "description": "smiling"}\n```'
     )
     assert s.expression == "happiness" and s.valence == 0.6 and s.arousal is None  # out of range: missing
     assert s.aus == {"AU6", "AU12", "AU25"} and s.description == "smiling"
-    assert prompts.parse_answer('{"expression": "happiness", "valence": 0.') is None  # truncated
-    assert prompts.parse_answer("I think the person is happy.") is None
-    assert prompts.parse_answer('{"expression": "joy"}').expression is None  # never coerced
-    restricted = prompts.parse_answer('{"expression": "anger"}', expressions=("fear", "surprise"))
+    assert prompts.parse_sample('{"expression": "happiness", "valence": 0.') is None  # truncated
+    assert prompts.parse_sample("I think the person is happy.") is None
+    assert prompts.parse_sample('{"expression": "joy"}').expression is None  # never coerced
+    restricted = prompts.parse_sample('{"expression": "anger"}', expressions=("fear", "surprise"))
     assert restricted.expression is None
 
 
 def test_schema_asks_only_for_the_requested_levels():
-    fmt = prompts.response_format((ACTION_UNITS,), aus=("AU25", "AU26"))
+    fmt = prompts.response_format((AU_LEVEL,), aus=("AU25", "AU26"))
     schema = fmt["json_schema"]["schema"]
     assert set(schema["properties"]) == {"action_units", "descriptions"}
     votes = prompts.response_format((EXPRESSION,), descriptions=False)["json_schema"]["schema"]

@@ -13,7 +13,7 @@ pass through untouched.
 Rows of a batch are annotated concurrently on an event loop owned by the annotator (its own thread, so it also
 works inside notebooks). `map` waits for each batch's slowest row, so use batches several times `max_concurrency`,
 or call `annotator.prefetch(ds)` first to keep requests flowing across batches. Every answer is cached on disk
-(`cache.RequestCache`), so a re-run, or a run resumed after a crash, sends no request twice; a `failed` row is
+(`seke_hf.llm.RequestCache`), so a re-run, or a run resumed after a crash, sends no request twice; a `failed` row is
 retried by the next run.
 
 Pickling keeps only configuration: the client, loop and cache connection are re-created lazily. The `datasets`
@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import logging
-import math
 import os
 import threading
 from collections.abc import Coroutine, Mapping, Sequence
@@ -36,15 +34,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
-import PIL.Image
 import pyarrow as pa
 from datasets.utils._dill import pklregister
 
 from seke_hf.annotate import prompts, svuamc
-from seke_hf.annotate.backend import DEFAULT_BASE_URL, ChatBackend, Completion, Prices, RequestFailed
-from seke_hf.annotate.cache import CACHE_FILE, RequestCache, default_cache_dir
-from seke_hf.annotate.svuamc import ACTION_UNITS, EXPRESSION, VALENCE_AROUSAL, Sample, SVUAMCConfig
+from seke_hf.annotate.svuamc import AU_LEVEL, EXPRESSION, VALENCE_AROUSAL, Sample, SVUAMCConfig
 from seke_hf.knowledge import consistency
+from seke_hf.llm import (
+    DEFAULT_BASE_URL,
+    ChatBackend,
+    Completion,
+    Prices,
+    RequestCache,
+    RequestFailed,
+    image_data_url,
+    read_number,
+)
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS, NOT_ANNOTATED
 
 logger = logging.getLogger(__name__)
@@ -122,11 +127,11 @@ class _Asked:
         self.agg = svuamc.aggregate([], self.levels, SVUAMCConfig())
 
     def add_greedy(self, completion: Completion, config: SVUAMCConfig) -> None:
-        self.greedy = prompts.parse_answer(completion.choices[0]) if completion.choices else None
+        self.greedy = prompts.parse_sample(completion.choices[0]) if completion.choices else None
         self._count(completion, 1, config)
 
     def add_votes(self, completion: Completion, k: int, config: SVUAMCConfig) -> None:
-        parsed = [prompts.parse_answer(text) for text in completion.choices[:k]]
+        parsed = [prompts.parse_sample(text) for text in completion.choices[:k]]
         self.samples += parsed + [None] * (k - len(parsed))  # a missing or bad choice is drawn but has no vote
         self.rounds += 1
         self._count(completion, k, config)
@@ -208,7 +213,7 @@ class SVUAMCAnnotator:
         )
         self.prices = prices or Prices()  # sizes the follow-up requests, so it shapes outputs
         self.system_prompt = prompts.system_prompt(knowledge)
-        self.versions = {"svuamc": svuamc.VERSION, "prompts": prompts.PROMPT_VERSION}
+        self.versions = {"svuamc": svuamc.VERSION, "prompts": prompts.SVUAMC_PROMPT_VERSION}
         self.runtime = _RuntimeSettings(
             api_key=api_key,
             cache_dir=None if cache_dir is None else str(cache_dir),
@@ -242,7 +247,6 @@ class SVUAMCAnnotator:
         """The process's backend (created on first use; its `tally` holds this process's usage)."""
         if self._backend is None:
             rt = self.runtime
-            cache_dir = rt.cache_dir or default_cache_dir()
             self._backend = ChatBackend(
                 self.model,
                 self.base_url,
@@ -251,7 +255,7 @@ class SVUAMCAnnotator:
                 timeout=rt.timeout,
                 max_retries=rt.max_retries,
                 backoff=rt.backoff,
-                cache=RequestCache(os.path.join(cache_dir, CACHE_FILE)),
+                cache=RequestCache.in_folder(rt.cache_dir),
                 prices=self.prices,
             )
         return self._backend
@@ -385,7 +389,7 @@ class SVUAMCAnnotator:
             valence = arousal = None
         aus_cell = _cell(batch, "aus", i) or {}
         aus = {au: int(v) for au, v in aus_cell.items() if au in AUS and v in (0, 1)}
-        have = {EXPRESSION: expression is not None, VALENCE_AROUSAL: valence is not None, ACTION_UNITS: bool(aus)}
+        have = {EXPRESSION: expression is not None, VALENCE_AROUSAL: valence is not None, AU_LEVEL: bool(aus)}
         missing = tuple(level for level in LEVELS if not have[level])
         return _Row(batch[self.image_column][i], expression, valence, arousal, aus, missing)
 
@@ -421,7 +425,7 @@ class SVUAMCAnnotator:
         if not row.missing:
             return _Result("accepted")
         try:
-            image_url = await asyncio.to_thread(_image_url, row.image, self.image_max_side)
+            image_url = await asyncio.to_thread(image_data_url, row.image, self.image_max_side)
         except (OSError, ValueError, TypeError) as e:
             where = row.image.get("path") if isinstance(row.image, Mapping) else None
             return _Result("failed", f"unreadable image{f' {where!r}' if where else ''}: {e}")
@@ -518,8 +522,8 @@ class SVUAMCAnnotator:
                 arousal = generated[VALENCE_AROUSAL].value[1] if _number(arousal) is None else arousal
             valences.append(valence)
             arousals.append(arousal)
-            if ACTION_UNITS in generated:
-                aus_out.append({au: int(au in generated[ACTION_UNITS].value) for au in AUS})
+            if AU_LEVEL in generated:
+                aus_out.append({au: int(au in generated[AU_LEVEL].value) for au in AUS})
             else:
                 original = _cell(batch, "aus", i) or {}
                 aus_out.append({au: original.get(au, NOT_ANNOTATED) for au in AUS})
@@ -600,29 +604,8 @@ def _expression_name(value: Any) -> str | None:
 
 
 def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) and -1.0 <= x <= 1.0 else None
-
-
-def _image_url(image: Any, max_side: int) -> str:
-    """A decoded PIL image, or `datasets`' undecoded {"bytes", "path"} form, or a path -> JPEG data URL."""
-    if isinstance(image, Mapping):
-        if image.get("bytes"):
-            image = PIL.Image.open(io.BytesIO(image["bytes"]))
-        elif image.get("path"):
-            image = PIL.Image.open(image["path"])
-        else:
-            raise ValueError("image cell holds neither bytes nor a path")
-    elif isinstance(image, (str, os.PathLike)):
-        image = PIL.Image.open(image)
-    if not isinstance(image, PIL.Image.Image):
-        raise TypeError(f"expected an image, got {type(image).__name__}")
-    return prompts.image_data_url(image, max_side)
+    """A valence or arousal cell: a finite number in [-1, 1], else not annotated."""
+    return read_number(value, bounds=(-1.0, 1.0))
 
 
 def _example_seed(image_url: str, known: Sequence[str]) -> int:

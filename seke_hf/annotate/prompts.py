@@ -11,26 +11,24 @@ give, states the example's human labels as facts, one per line, and ends with th
     action units absent: AU4, AU15
 
 (the line format is a contract shared with `seke_hf.simulate`). Images travel as JPEG data URLs, the longer side at
-most `image_max_side` pixels.
+most `image_max_side` pixels (`seke_hf.llm.images`).
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import PIL.Image
-
-from seke_hf.annotate.svuamc import ACTION_UNITS, EXPRESSION, VALENCE_AROUSAL, Sample
+from seke_hf.annotate.svuamc import AU_LEVEL, EXPRESSION, VALENCE_AROUSAL, Sample
 from seke_hf.knowledge import knowledge_prompt
+from seke_hf.llm import json_object, read_number
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS
 
-PROMPT_VERSION = "3"
-"""Bumped whenever the wording changes (enters the annotator's fingerprint along with the text itself)."""
+SVUAMC_PROMPT_VERSION = "3"
+"""The version of the SV-UAMC annotation prompts' wording: bumped whenever it changes (enters the annotator's
+fingerprint, as `versions["prompts"]`, along with the text itself). 3: label-only votes beside the described
+greedy answer; no verification prompt."""
 
 _INSTRUCTIONS = """\
 You are an expert annotator of facial affect, trained in the Facial Action Coding System (FACS).
@@ -48,8 +46,8 @@ Answer with one JSON object only, with exactly the requested fields:
 - "expression": a category name from the list;
 - "valence", "arousal": numbers in [-1, 1];
 - "action_units": an array of the present action unit names (empty if none);
-- "descriptions" (when asked for): an object with "expression", "valence_arousal" and "aus", each one or two
-  sentences on the visible facial evidence for that level's label (the known one or yours)."""
+- "descriptions": an object with "expression", "valence_arousal" and "aus", each one or two sentences on the
+  visible facial evidence for that level's label (the known one or yours)."""
 
 
 def system_prompt(knowledge: str | None = None) -> str:
@@ -62,7 +60,7 @@ def system_prompt(knowledge: str | None = None) -> str:
 _LEVEL_WORDS = {
     EXPRESSION: "the expression",
     VALENCE_AROUSAL: "valence and arousal",
-    ACTION_UNITS: "the action units",
+    AU_LEVEL: "the action units",
 }
 
 
@@ -86,19 +84,6 @@ def known_label_lines(
         if absent:
             lines.append(f"action units absent: {', '.join(absent)}")
     return lines
-
-
-def image_data_url(image: PIL.Image.Image, max_side: int = 512, quality: int = 90) -> str:
-    """JPEG data URL of `image`, downscaled so its longer side is at most `max_side` (never upscaled)."""
-    image = image.convert("RGB")
-    if max(image.size) > max_side:
-        scale = max_side / max(image.size)
-        image = image.resize(
-            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), PIL.Image.LANCZOS
-        )
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def sampling_messages(
@@ -140,7 +125,7 @@ def response_format(
     if VALENCE_AROUSAL in levels:
         properties["valence"] = {"type": "number", "minimum": -1, "maximum": 1}
         properties["arousal"] = {"type": "number", "minimum": -1, "maximum": 1}
-    if ACTION_UNITS in levels:
+    if AU_LEVEL in levels:
         properties["action_units"] = {"type": "array", "items": {"type": "string", "enum": list(aus)}}
     if descriptions:  # one text per level (human-labelled ones too): each instruction answer explains its level
         properties["descriptions"] = {
@@ -165,11 +150,10 @@ def response_format(
 
 
 # -- tolerant parsing ------------------------------------------------------------------------------------------------
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 _AU_TOKEN = re.compile(r"AU\s*0*(\d+)", re.IGNORECASE)
 
 
-def parse_answer(
+def parse_sample(
     text: str | None, *, expressions: Sequence[str] = EXPRESSIONS, aus: Sequence[str] = AUS
 ) -> Sample | None:
     """One choice's text -> `Sample`, or None if it holds no JSON object (truncated, prose only).
@@ -177,7 +161,7 @@ def parse_answer(
     Tolerant where it is safe: code fences, text around the object, case, "AU06"/"au 6"/6 for AU names, numbers
     as strings. Values outside the allowed sets or ranges are dropped (read as missing), never coerced.
     """
-    data = _json_object(text)
+    data = json_object(text, inside_fences=False)
     if data is None:
         data = _labelled_lines(text)  # servers without JSON modes may answer "Expression: fear" lines
     if data is None:
@@ -186,7 +170,7 @@ def parse_answer(
     expression = lowered.get("expression")
     expression = expression.strip().lower() if isinstance(expression, str) else None
     expression = expression if expression in expressions else None
-    valence, arousal = _unit_number(lowered.get("valence")), _unit_number(lowered.get("arousal"))
+    valence, arousal = (read_number(lowered.get(dim), bounds=(-1.0, 1.0)) for dim in ("valence", "arousal"))
     action_units = lowered.get("action_units", lowered.get("aus"))
     active: frozenset[str] | None = None
     if isinstance(action_units, list):
@@ -198,23 +182,6 @@ def parse_answer(
     elif not isinstance(description, str):
         description = None
     return Sample(expression, valence, arousal, active, description)
-
-
-def _json_object(text: str | None) -> dict[str, Any] | None:
-    if not text:
-        return None
-    candidates = [text, *_FENCE.findall(text)]
-    start, end = text.find("{"), text.rfind("}")
-    if 0 <= start < end:
-        candidates.append(text[start : end + 1])
-    for candidate in candidates:
-        try:
-            data = json.loads(candidate)
-        except ValueError:
-            continue
-        if isinstance(data, dict):
-            return data
-    return None
 
 
 _LINE = re.compile(r"^[ \t\-*•]*(expression|valence|arousal|action units)[ \t]*[:=][ \t]*(.*?)[ \t.]*$", re.I | re.M)
@@ -237,16 +204,6 @@ def _labelled_lines(text: str | None) -> dict[str, Any] | None:
     prose = _LINE.sub("", text).strip()
     data["description"] = re.sub(r"\s*\n\s*", " ", prose) or None
     return data
-
-
-def _unit_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if -1.0 <= x <= 1.0 else None
 
 
 def _au_name(item: Any) -> str | None:

@@ -55,7 +55,9 @@ from seke_hf.schema import AUS, EXPRESSIONS
 VERSION = "2"
 """Bumped whenever the algorithm's outputs change for the same inputs (enters the annotator's fingerprint)."""
 
-EXPRESSION, VALENCE_AROUSAL, ACTION_UNITS = "expression", "valence_arousal", "aus"
+EXPRESSION, VALENCE_AROUSAL, AU_LEVEL = "expression", "valence_arousal", "aus"
+"""The three label levels (`seke_hf.schema.LEVELS`); `AU_LEVEL` is the level, the AU glossary is
+`seke_hf.knowledge.ACTION_UNITS`."""
 ON_INCONSISTENT = ("fallback", "reject", "keep")
 
 
@@ -76,7 +78,7 @@ class SVUAMCConfig:
     consistency_threshold: float = 0.5  # a label set passes only with a knowledge score above this
     on_inconsistent: str = "fallback"  # or "reject", "keep"
     max_uncertainty: Mapping[str, float] = field(
-        default_factory=lambda: {EXPRESSION: 0.7, VALENCE_AROUSAL: 1.0, ACTION_UNITS: 1.0}
+        default_factory=lambda: {EXPRESSION: 0.7, VALENCE_AROUSAL: 1.0, AU_LEVEL: 1.0}
     )
 
     def __post_init__(self) -> None:
@@ -296,7 +298,7 @@ class Aggregate:
         if self.va is not None and not self.va.settled:
             pending.append(VALENCE_AROUSAL)
         if self.aus is not None and not self.aus.settled:
-            pending.append(ACTION_UNITS)
+            pending.append(AU_LEVEL)
         return tuple(pending)
 
 
@@ -322,7 +324,7 @@ def aggregate(
         au_vote(
             (s.aus for s in valid), config.au_confidence or config.confidence, g.aus, w, config.ambiguous_band
         )
-        if ACTION_UNITS in levels
+        if AU_LEVEL in levels
         else None,
     )
 
@@ -499,9 +501,9 @@ def _labels(agg: Aggregate) -> tuple[dict[str, LevelResult], list[str]]:
             results[VALENCE_AROUSAL] = LevelResult((va.valence, va.arousal), va.uncertainty, None, False, va.settled)
     if agg.aus is not None:
         if not agg.aus.shares:
-            missing.append(ACTION_UNITS)
+            missing.append(AU_LEVEL)
         else:
-            results[ACTION_UNITS] = LevelResult(agg.aus.active, agg.aus.uncertainty, None, False, agg.aus.settled)
+            results[AU_LEVEL] = LevelResult(agg.aus.active, agg.aus.uncertainty, None, False, agg.aus.settled)
     return results, missing
 
 
@@ -528,10 +530,10 @@ def _with_knowledge(
     if VALENCE_AROUSAL in out and expression in CIRCUMPLEX:
         r = out[VALENCE_AROUSAL]
         out[VALENCE_AROUSAL] = replace(r, uncertainty=math.sqrt(r.uncertainty**2 + (distance / 2) ** 2))
-    if ACTION_UNITS in out and expression is not None:
-        r = out[ACTION_UNITS]
+    if AU_LEVEL in out and expression is not None:
+        r = out[AU_LEVEL]
         affinity = expression_au_affinity(expression, r.value)
-        out[ACTION_UNITS] = replace(r, uncertainty=1.0 - (1.0 - r.uncertainty) * affinity)
+        out[AU_LEVEL] = replace(r, uncertainty=1.0 - (1.0 - r.uncertainty) * affinity)
     return out
 
 
@@ -549,8 +551,8 @@ def _with_instability(results: dict[str, LevelResult], voted: Mapping[str, Level
         stability[EXPRESSION] = 1.0 - results[EXPRESSION].uncertainty
     if VALENCE_AROUSAL in voted:
         stability[VALENCE_AROUSAL] = math.exp(-2.0 * voted[VALENCE_AROUSAL].uncertainty)
-    if ACTION_UNITS in voted:
-        stability[ACTION_UNITS] = (1.0 - voted[ACTION_UNITS].uncertainty) ** 2
+    if AU_LEVEL in voted:
+        stability[AU_LEVEL] = (1.0 - voted[AU_LEVEL].uncertainty) ** 2
     out = {}
     for level, r in results.items():
         others = math.prod(v for k, v in stability.items() if k != level)
@@ -588,9 +590,9 @@ def _most_consistent(
         if expression is not None and expression != results[EXPRESSION].value:
             trial[EXPRESSION] = LevelResult(expression, 1.0 - agg.expression.share(expression), None, True, False)
         trial_score = consistency(**_merged(human, trial)).score
-        if ACTION_UNITS in trial and not _passes(trial_score, config):
+        if AU_LEVEL in trial and not _passes(trial_score, config):
             for flexible in (undecided, AUS):  # models are weak AU detectors: their AUs yield first
-                trial[ACTION_UNITS], trial_score = _consistent_aus(trial, flexible, human, consistency, trial_score)
+                trial[AU_LEVEL], trial_score = _consistent_aus(trial, flexible, human, consistency, trial_score)
         value = (1.0 - trial[EXPRESSION].uncertainty if EXPRESSION in trial else 1.0) * trial_score
         if value > best_value + 1e-9 and (_passes(trial_score, config) or not _passes(best_score, config)):
             best, best_score, best_value = trial, trial_score, value
@@ -604,12 +606,12 @@ def _consistent_aus(
     consistency: ConsistencyFn,
     score: float,
 ) -> tuple[LevelResult, float]:
-    current = trial[ACTION_UNITS]
+    current = trial[AU_LEVEL]
     active = set(current.value)
     for _ in range(2):  # two passes of coordinate ascent are enough for the knowledge rules' few AUs
         for au in flexible:
             flipped = active ^ {au}
-            s = consistency(**_merged(human, {**trial, ACTION_UNITS: replace(current, value=frozenset(flipped))})).score
+            s = consistency(**_merged(human, {**trial, AU_LEVEL: replace(current, value=frozenset(flipped))})).score
             if s > score:
                 active, score = flipped, s
     changed = frozenset(active) != current.value
@@ -622,8 +624,8 @@ def _merged(human: Mapping[str, Any], results: Mapping[str, LevelResult]) -> dic
         labels["expression"] = results[EXPRESSION].value
     if VALENCE_AROUSAL in results:
         labels["valence"], labels["arousal"] = results[VALENCE_AROUSAL].value
-    if ACTION_UNITS in results:
-        labels["aus"] = sorted(results[ACTION_UNITS].value, key=AUS.index)
+    if AU_LEVEL in results:
+        labels["aus"] = sorted(results[AU_LEVEL].value, key=AUS.index)
     return labels
 
 
@@ -631,7 +633,7 @@ def agrees(sample: Sample, level: str, value: Any) -> bool:
     """Whether `sample` gives `level` the final label `value` (valence/arousal: within 0.3 in L1)."""
     if level == EXPRESSION:
         return sample.expression == value
-    if level == ACTION_UNITS:
+    if level == AU_LEVEL:
         return sample.aus is not None and sample.aus == value
     if sample.valence is None or sample.arousal is None:
         return False
