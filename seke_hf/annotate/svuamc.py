@@ -416,6 +416,7 @@ class LevelResult:
     description: str | None
     verified: bool = False  # changed by knowledge (a fallback candidate) or by the votes beating the greedy answer
     decided: bool = True  # settled by sampling (the stopping rule was met)
+    repair_odds: float = 1.0  # posterior odds of the AUs a knowledge repair changed (1: none)
 
 
 @dataclass(frozen=True)
@@ -543,8 +544,9 @@ def _with_instability(results: dict[str, LevelResult], voted: Mapping[str, Level
     A face a model is unsure of at one level (split votes on the AUs, spread valence/arousal) is a face where its
     unanimous expression is more often a confident mistake. Each generated level's stability: the expression's
     posterior share (after knowledge), exp(-2 x the valence/arousal vote spread), (1 - the AU uncertainty)**2; a
-    level's uncertainty is then 1 - (1 - its own) x the product of the others' (valence/arousal, in its own units:
-    + 0.2 x (1 - that product)). Used for ranking, after acceptance: `max_uncertainty` sees each level's own.
+    level's uncertainty is then 1 - (1 - its own) x the product of the others' x the odds of a knowledge repair
+    (valence/arousal, in its own units: + 0.2 x (1 - that product)). Used for ranking, after acceptance:
+    `max_uncertainty` sees each level's own.
     """
     stability = {}
     if EXPRESSION in results:
@@ -559,7 +561,7 @@ def _with_instability(results: dict[str, LevelResult], voted: Mapping[str, Level
         if level == VALENCE_AROUSAL:
             out[level] = replace(r, uncertainty=r.uncertainty + 0.2 * (1.0 - others))
         else:
-            out[level] = replace(r, uncertainty=1.0 - (1.0 - r.uncertainty) * others)
+            out[level] = replace(r, uncertainty=1.0 - (1.0 - r.uncertainty) * others * r.repair_odds)
     return out
 
 
@@ -575,14 +577,24 @@ def _most_consistent(
     consistency: ConsistencyFn,
     score: float,
 ) -> tuple[dict[str, LevelResult], float]:
-    """The candidate label set with the highest posterior x knowledge score (the current one if none is higher).
+    """The passing candidate label set with the highest posterior x knowledge score (the current set if none).
 
     Expression candidates: the greedy answer and every voted expression, each with its posterior share. A set that
-    fails the check gets its AUs repaired, each set to the value that raises the score most: the AUs the votes left
-    undecided, then any AU (human labels outrank the agreement of samples, and models are weak AU detectors).
+    fails the check gets its generated AUs repaired, each set to the value that raises the score most: the AUs the
+    votes left undecided, then any AU (human labels outrank the agreement of samples, and models are weak AU
+    detectors). A repair costs the posterior odds of each changed AU, (votes for the new value + 1) / (votes for
+    the old + 1): rewriting AUs the votes agreed on to excuse a generated expression is rarely the best set, and
+    when it is, both levels carry that cost in their reported uncertainty (not in `max_uncertainty`: the votes of a
+    weak AU detector are weak evidence against knowledge).
     """
+
+    def value(trial: Mapping[str, LevelResult], trial_score: float) -> float:
+        share = 1.0 - trial[EXPRESSION].uncertainty if EXPRESSION in trial else 1.0
+        odds = trial[AU_LEVEL].repair_odds if AU_LEVEL in trial else 1.0
+        return share * odds * trial_score
+
     best, best_score = results, score
-    best_value = (1.0 - results[EXPRESSION].uncertainty if EXPRESSION in results else 1.0) * score
+    best_value = value(results, score)
     expressions = agg.expression.candidates if EXPRESSION in results else (None,)
     undecided = [au for au in AUS if agg.aus is not None and au not in agg.aus.decisive]
     for expression in expressions:
@@ -593,10 +605,28 @@ def _most_consistent(
         if AU_LEVEL in trial and not _passes(trial_score, config):
             for flexible in (undecided, AUS):  # models are weak AU detectors: their AUs yield first
                 trial[AU_LEVEL], trial_score = _consistent_aus(trial, flexible, human, consistency, trial_score)
-        value = (1.0 - trial[EXPRESSION].uncertainty if EXPRESSION in trial else 1.0) * trial_score
-        if value > best_value + 1e-9 and (_passes(trial_score, config) or not _passes(best_score, config)):
-            best, best_score, best_value = trial, trial_score, value
+            odds = _repair_odds(agg, results[AU_LEVEL].value, trial[AU_LEVEL].value, config)
+            trial = {lvl: replace(r, repair_odds=odds) if lvl != VALENCE_AROUSAL else r for lvl, r in trial.items()}
+        if not _passes(trial_score, config):
+            continue
+        if value(trial, trial_score) > best_value + 1e-9 or not _passes(best_score, config):
+            best, best_score, best_value = trial, trial_score, value(trial, trial_score)
     return best, best_score
+
+
+def _repair_odds(agg: Aggregate, before: frozenset[str], after: frozenset[str], config: SVUAMCConfig) -> float:
+    """The posterior odds of the AUs a repair changed: prod of (support of the new value + 1) / (of the old + 1)."""
+    if agg.aus is None:
+        return 1.0
+    greedy = agg.greedy.aus if agg.greedy is not None else None
+    w = config.greedy_weight if greedy is not None else 0
+    odds = 1.0
+    for au in before ^ after:
+        yes = round(agg.aus.shares.get(au, 0.0) * agg.aus.votes) + (w if greedy is not None and au in greedy else 0)
+        no = agg.aus.votes + w - yes
+        new, old = (yes, no) if au in after else (no, yes)
+        odds *= (new + 1) / (old + 1)
+    return odds
 
 
 def _consistent_aus(
