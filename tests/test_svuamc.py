@@ -250,3 +250,14 @@ def test_conflicting_human_labels_do_not_reject_what_was_generated():
     assert not agg.va.settled
     decision = svuamc.decide(samples, agg, LENIENT, human=human, consistency=consistency)
     assert decision.status == "accepted" and "human labels contradict" in decision.reason
+
+
+def test_rewriting_agreed_aus_to_excuse_a_generated_expression_costs_their_odds():
+    sad_face = frozenset({"AU1", "AU4", "AU15"})
+    votes = [Sample("neutral", aus=sad_face)] * 4 + [Sample("sadness", aus=sad_face)]
+    agg = svuamc.aggregate(votes, (EXPRESSION, AU_LEVEL), LENIENT, Sample("neutral", aus=sad_face))
+    decision = svuamc.decide(votes, agg, LENIENT, consistency=consistency)
+    # "neutral" with the three agreed AUs removed would pass too, at the odds (1/8)**3: the sad face wins.
+    assert decision.status == "accepted" and decision.levels[EXPRESSION].value == "sadness"
+    assert decision.levels[AU_LEVEL].value == sad_face
+    assert decision.levels[EXPRESSION].uncertainty > 0.7  # one vote of five: flagged, not trusted
