@@ -119,12 +119,12 @@ class _Result:
 class _Asked:
     """What one row's requests have brought back so far: the greedy answer, the votes, and their aggregate."""
 
-    def __init__(self, row: _Row) -> None:
+    def __init__(self, row: _Row, config: SVUAMCConfig) -> None:
         self.levels = row.missing
         self.greedy: Sample | None = None
         self.samples: list[Sample | None] = []
         self.rounds = self.requests = self.choices = 0
-        self.agg = svuamc.aggregate([], self.levels, SVUAMCConfig())
+        self.agg = svuamc.aggregate([], self.levels, config)
 
     def add_greedy(self, completion: Completion, config: SVUAMCConfig) -> None:
         self.greedy = prompts.parse_sample(completion.choices[0]) if completion.choices else None
@@ -429,7 +429,7 @@ class SVUAMCAnnotator:
         except (OSError, ValueError, TypeError) as e:
             where = row.image.get("path") if isinstance(row.image, Mapping) else None
             return _Result("failed", f"unreadable image{f' {where!r}' if where else ''}: {e}")
-        asked = _Asked(row)
+        asked = _Asked(row, self.config)
         try:
             await self._sample(row, image_url, asked)
         except RequestFailed as e:
