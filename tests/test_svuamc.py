@@ -261,3 +261,17 @@ def test_rewriting_agreed_aus_to_excuse_a_generated_expression_costs_their_odds(
     assert decision.status == "accepted" and decision.levels[EXPRESSION].value == "sadness"
     assert decision.levels[AU_LEVEL].value == sad_face
     assert decision.levels[EXPRESSION].uncertainty > 0.7  # one vote of five: flagged, not trusted
+
+
+def test_a_level_given_up_leaves_the_others_of_the_row():
+    """Acceptance is per level: an uncertain or contradicted expression does not take the row's other labels."""
+    votes = [Sample(e, 0.7, 0.4) for e in ("anger", "disgust", "fear", "sadness")] * 3
+    agg = svuamc.aggregate(votes, (EXPRESSION, VALENCE_AROUSAL), CONFIG)
+    decision = svuamc.decide(votes, agg, CONFIG)
+    assert decision.status == "accepted" and set(decision.levels) == {VALENCE_AROUSAL}
+    assert "expression left missing: expression uncertain" in decision.reason
+    sure = [Sample("sadness", 0.7, 0.4)] * 4  # a sad label on a smiling face, a pleasant valence: the label goes
+    agg = svuamc.aggregate(sure, (EXPRESSION, VALENCE_AROUSAL), CONFIG, Sample("sadness", 0.7, 0.4))
+    decision = svuamc.decide(sure, agg, CONFIG, human=SMILING, consistency=consistency)
+    assert decision.status == "accepted" and set(decision.levels) == {VALENCE_AROUSAL}
+    assert "expression left missing: inconsistent with emotion knowledge" in decision.reason

@@ -445,6 +445,7 @@ def decide(
     """
     human = dict(human or {})
     results, missing = _labels(agg)
+    voted_levels = tuple(results)
     if missing:
         return Decision("rejected", f"no valid answer for {', '.join(missing)} in {agg.samples} samples", {})
 
@@ -462,20 +463,32 @@ def decide(
             if changed:
                 reason = f"knowledge fallback ({', '.join(changed)}) after: {issues}"
         if not _passes(score, config):
-            if config.on_inconsistent != "keep":
-                return Decision("rejected", f"inconsistent with emotion knowledge (score {score:.2f}): {issues}", {})
-            reason = f"kept despite knowledge issues (score {score:.2f}): {issues}"
-            score = 1.0  # "keep" lets the agreement of samples stand: no knowledge discount either
+            if config.on_inconsistent == "keep":
+                reason = f"kept despite knowledge issues (score {score:.2f}): {issues}"
+                score = 1.0  # "keep" lets the agreement of samples stand: no knowledge discount either
+            else:
+                results, score = _without_a_contradicting_level(results, human, config, consistency)
+                why = f"inconsistent with emotion knowledge (score {check.score:.2f}): {issues}"
+                if not results:
+                    return Decision("rejected", why, {})
+                reason = f"{', '.join(level for level in voted_levels if level not in results)} left missing: {why}"
         elif not reason and check.issues:
             reason = issues
     voted = results
     results = _with_knowledge(results, human, score, config)
-    for level, result in results.items():
-        limit = config.max_uncertainty.get(level, 1.0)
-        if result.uncertainty > limit:
-            return Decision(
-                "rejected", f"{level} uncertain after {agg.samples} samples: {result.uncertainty:.2f} > {limit}", {}
-            )
+    uncertain = {
+        level: r.uncertainty for level, r in results.items() if r.uncertainty > config.max_uncertainty.get(level, 1.0)
+    }
+    if uncertain:
+        why = "; ".join(
+            f"{level} uncertain after {agg.samples} samples: {u:.2f} > {config.max_uncertainty.get(level, 1.0)}"
+            for level, u in uncertain.items()
+        )
+        voted = {level: r for level, r in voted.items() if level not in uncertain}
+        if not voted:
+            return Decision("rejected", why, {})
+        results = _with_knowledge(voted, human, score, config)
+        reason = "; ".join(part for part in (reason, f"{', '.join(uncertain)} left missing: {why}") if part)
     results = _with_instability(results, voted)
     valid = [s for s in samples if s is not None]
     described = {
@@ -506,6 +519,20 @@ def _labels(agg: Aggregate) -> tuple[dict[str, LevelResult], list[str]]:
         else:
             results[AU_LEVEL] = LevelResult(agg.aus.active, agg.aus.uncertainty, None, False, agg.aus.settled)
     return results, missing
+
+
+def _without_a_contradicting_level(
+    results: dict[str, LevelResult], human: Mapping[str, Any], config: SVUAMCConfig, consistency: ConsistencyFn
+) -> tuple[dict[str, LevelResult], float]:
+    """The labels left when one generated level (expression first, then valence/arousal, then AUs) is given up so
+    that the rest passes the knowledge check; ({}, 0) when none does: the row is rejected."""
+    for level in (EXPRESSION, VALENCE_AROUSAL, AU_LEVEL):
+        if level in results and len(results) > 1:
+            rest = {k: r for k, r in results.items() if k != level}
+            score = consistency(**_merged(human, rest)).score
+            if _passes(score, config):
+                return rest, score
+    return {}, 0.0
 
 
 def _with_knowledge(
