@@ -7,8 +7,9 @@ For each row it asks a vision LLM only for the levels the humans left empty, wit
 prompt: one temperature-0 answer with descriptions and, in the same moment, a request of label-only votes, then at
 most one follow-up sized to the decision (`svuamc`); it writes: the filled levels (a human label is
 never overwritten), `provenance`, `uncertainty`, `descriptions` (structs keyed `expression`, `valence_arousal`,
-`aus`), `mc_samples`, `requests`, `status` (`accepted`, `rejected`, `failed`) and `status_reason`. Other columns
-pass through untouched.
+`aus`), `mc_samples`, `requests`, `status` (`accepted`, `rejected`, `failed`) and `status_reason`. Acceptance is
+per level: an accepted row may leave a requested level `missing` (too uncertain, or contradicting the human labels;
+the reason says which), a rejected row generated nothing. Other columns pass through untouched.
 
 Rows of a batch are annotated concurrently on an event loop owned by the annotator (its own thread, so it also
 works inside notebooks). `map` waits for each batch's slowest row, so use batches several times `max_concurrency`,

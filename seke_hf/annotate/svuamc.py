@@ -32,10 +32,11 @@ action-unit detectors). Every constant is a field of `SVUAMCConfig`.
    active AU14", fails). A failing set is never kept because the samples agreed: with `on_inconsistent="fallback"`
    (default) knowledge chooses among the model's own candidates: the expression named by the greedy answer or a
    vote with the highest posterior share x knowledge score, its generated AUs repaired toward consistency (the
-   undecided ones first, then any: models are weak AU detectors); if no candidate passes, the row is rejected
-   ("reject": always rejected; "keep": kept with the issues and no knowledge discount, the old behaviour). Human
-   labels that contradict each other are never held against the generated ones. An expression whose uncertainty
-   exceeds its `max_uncertainty` is rejected.
+   undecided ones first, then any: models are weak AU detectors); if no candidate passes, the generated level
+   knowledge cannot reconcile (the expression first) is left missing, and the row is rejected only when nothing
+   passes ("reject": no fallback; "keep": kept with the issues and no knowledge discount, the old behaviour).
+   Human labels that contradict each other are never held against the generated ones. A level whose uncertainty
+   exceeds its `max_uncertainty` is left missing; acceptance is per level, so the row keeps its other labels.
 6. Each level's description comes from the answer closest to that level's final label, the greedy answer first
    (votes carry no descriptions unless there is no greedy answer); an expression is never described by an answer
    naming another one.
