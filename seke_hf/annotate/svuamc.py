@@ -446,11 +446,10 @@ def decide(
     """
     human = dict(human or {})
     results, missing = _labels(agg)
-    voted_levels = tuple(results)
     if missing:
         return Decision("rejected", f"no valid answer for {', '.join(missing)} in {agg.samples} samples", {})
 
-    reason, score = "", 1.0
+    reason, score, kept = "", 1.0, set(results)
     if consistency is not None and not _passes(consistency(**_merged(human, {})).score, config):
         reason = "human labels contradict each other: knowledge check skipped"
     elif consistency is not None:
@@ -468,29 +467,32 @@ def decide(
                 reason = f"kept despite knowledge issues (score {score:.2f}): {issues}"
                 score = 1.0  # "keep" lets the agreement of samples stand: no knowledge discount either
             else:
-                results, score = _without_a_contradicting_level(results, human, config, consistency)
-                why = f"inconsistent with emotion knowledge (score {check.score:.2f}): {issues}"
-                if not results:
+                kept = _without_a_contradicting_level(results, human, config, consistency)
+                why = f"inconsistent with emotion knowledge (score {score:.2f}): {issues}"
+                if not kept:
                     return Decision("rejected", why, {})
-                reason = f"{', '.join(level for level in voted_levels if level not in results)} left missing: {why}"
+                reason = f"{', '.join(level for level in results if level not in kept)} left missing: {why}"
         elif not reason and check.issues:
             reason = issues
+    # Uncertainties are computed on every voted level, given up or not: a level the others disagree with is news
+    # about them too.
     voted = results
     results = _with_knowledge(results, human, score, config)
     uncertain = {
-        level: r.uncertainty for level, r in results.items() if r.uncertainty > config.max_uncertainty.get(level, 1.0)
+        level: results[level].uncertainty
+        for level in kept
+        if results[level].uncertainty > config.max_uncertainty.get(level, 1.0)
     }
     if uncertain:
         why = "; ".join(
             f"{level} uncertain after {agg.samples} samples: {u:.2f} > {config.max_uncertainty.get(level, 1.0)}"
             for level, u in uncertain.items()
         )
-        voted = {level: r for level, r in voted.items() if level not in uncertain}
-        if not voted:
+        kept -= set(uncertain)
+        if not kept:
             return Decision("rejected", why, {})
-        results = _with_knowledge(voted, human, score, config)
         reason = "; ".join(part for part in (reason, f"{', '.join(uncertain)} left missing: {why}") if part)
-    results = _with_instability(results, voted)
+    results = {level: r for level, r in _with_instability(results, voted).items() if level in kept}
     valid = [s for s in samples if s is not None]
     described = {
         level: replace(r, description=_description(level, r.value, agg.greedy, valid)) for level, r in results.items()
@@ -524,16 +526,15 @@ def _labels(agg: Aggregate) -> tuple[dict[str, LevelResult], list[str]]:
 
 def _without_a_contradicting_level(
     results: dict[str, LevelResult], human: Mapping[str, Any], config: SVUAMCConfig, consistency: ConsistencyFn
-) -> tuple[dict[str, LevelResult], float]:
-    """The labels left when one generated level (expression first, then valence/arousal, then AUs) is given up so
-    that the rest passes the knowledge check; ({}, 0) when none does: the row is rejected."""
+) -> set[str]:
+    """The levels kept when one generated level (expression first, then valence/arousal, then AUs) is given up so
+    that the rest passes the knowledge check; empty when none does: the row is rejected."""
     for level in (EXPRESSION, VALENCE_AROUSAL, AU_LEVEL):
         if level in results and len(results) > 1:
             rest = {k: r for k, r in results.items() if k != level}
-            score = consistency(**_merged(human, rest)).score
-            if _passes(score, config):
-                return rest, score
-    return {}, 0.0
+            if _passes(consistency(**_merged(human, rest)).score, config):
+                return set(rest)
+    return set()
 
 
 def _with_knowledge(
