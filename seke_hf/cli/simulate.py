@@ -13,6 +13,8 @@ examples:
   # build the truth from a labelled corpus once, then serve it
   seke-hf simulate --corpus rafdb --data-dir ~/data/RAF-DB --save-truth truth.jsonl --port 8000
   seke-hf simulate --truth truth.jsonl --port 8000 --latency 0.2 --rate-limit 0.02
+  # rehearse on a model that is a weak AU detector (see seke_hf.simulate.noise.PROFILES)
+  seke-hf simulate --truth truth.jsonl --port 8000 --profile ambivalent-aus
   # then point any OpenAI client at http://127.0.0.1:8000/v1 and read http://127.0.0.1:8000/stats
 """
 
@@ -40,6 +42,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     noise = parser.add_argument_group("noise model")
     noise.add_argument("--seed", type=int, default=0, help="seed of the per-image beliefs")
     noise.add_argument(
+        "--profile",
+        default="default",
+        help="noise regime: default, ambivalent-aus, noisy-va, confident-errors or weak "
+        "(see seke_hf.simulate.noise.PROFILES); --noise settings apply on top",
+    )
+    noise.add_argument(
         "--noise",
         action="append",
         default=[],
@@ -61,8 +69,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seke_hf.simulate import DEFAULT_MODEL, SimulatedVLLM, TruthTable, truth_from_dataset
+    from seke_hf.simulate import DEFAULT_MODEL, PROFILES, SimulatedVLLM, TruthTable, truth_from_dataset
 
+    if args.profile not in PROFILES:
+        raise CLIError(f"--profile {args.profile!r}: expected one of {', '.join(PROFILES)}")
     noise = dict(_noise_setting(text) for text in args.noise)
     if args.truth is not None:
         truth = TruthTable.load(args.truth)
@@ -81,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         model=args.model or DEFAULT_MODEL,
         api_key=args.api_key,
+        profile=args.profile,
         seed=args.seed,
         rate_limit=args.rate_limit,
         server_error=args.server_error,

@@ -18,11 +18,13 @@ def add_svuamc_arguments(p: argparse.ArgumentParser) -> None:
     """The vision LLM to ask and the sampling settings (defaults are `SVUAMCAnnotator`'s)."""
     p.add_argument("--model", default="gpt-4o")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default: OPENAI_BASE_URL or OpenAI)")
-    p.add_argument("--min-samples", type=int, default=4, help="choices of the first request")
-    p.add_argument("--max-samples", type=int, default=16, help="choices at most per example")
+    p.add_argument("--min-samples", type=int, default=4, help="label-only votes of the first sampling request")
+    p.add_argument("--max-samples", type=int, default=12, help="votes at most per example")
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--confidence", type=float, default=0.95, help="stopping confidence of the expression vote")
-    p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the verification request")
+    p.add_argument(
+        "--no-verify", dest="verify", action="store_false", help="skip the greedy (temperature-0) anchor answer"
+    )
     p.add_argument("--max-concurrency", type=int, default=32)
     p.add_argument("--max-retries", type=int, default=6, help="retries of a failing request (backoff from 1 s)")
     p.add_argument("--image-max-side", type=int, default=512, help="images are resized to this longer side")

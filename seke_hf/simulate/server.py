@@ -45,7 +45,9 @@ class SimulatedVLLM:
     ```
 
     `truth` is a `TruthTable`, the path of a truth JSONL file, a labelled unified-schema `Dataset`, or None (every
-    face unknown). Keyword arguments named like a `NoiseModel` or `FaultPlan` field override that field.
+    face unknown). `profile` names the noise regime (`seke_hf.simulate.noise.PROFILES`: "default",
+    "ambivalent-aus", "noisy-va", "confident-errors", "weak"). Keyword arguments named like a `NoiseModel` or
+    `FaultPlan` field override that field.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class SimulatedVLLM:
         model: str = DEFAULT_MODEL,
         api_key: str | None = None,
         noise: NoiseModel | None = None,
+        profile: str | None = None,
         faults: FaultPlan | None = None,
         match_threshold: float = DEFAULT_MATCH_THRESHOLD,
         **params: Any,
@@ -67,7 +70,10 @@ class SimulatedVLLM:
                 f"unknown parameter(s) {sorted(unknown)}; noise parameters are {sorted(NoiseModel.field_names())}, "
                 f"fault parameters are {sorted(FaultPlan.field_names())}"
             )
-        noise = replace(noise or NoiseModel(), **{k: v for k, v in params.items() if k in NoiseModel.field_names()})
+        if noise is not None and profile is not None:
+            raise TypeError("give either noise= or profile=, not both")
+        noise = noise or NoiseModel.from_profile(profile or "default")
+        noise = replace(noise, **{k: v for k, v in params.items() if k in NoiseModel.field_names()})
         plan = replace(faults or FaultPlan(), **{k: v for k, v in params.items() if k in FaultPlan.field_names()})
         self.truth = _as_truth(truth, match_threshold)
         self.model_name = model
