@@ -35,6 +35,7 @@ from functools import lru_cache
 from typing import Any
 
 from seke_hf.knowledge import ACTION_UNITS
+from seke_hf.llm.answers import DECIMAL, json_object, read_number
 from seke_hf.schema import AUS, EXPRESSIONS
 
 OK = "ok"
@@ -117,30 +118,15 @@ def _answer_slots(text: str) -> list[str] | None:
     return [slot for slot in slots if slot.strip()]
 
 
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.IGNORECASE | re.DOTALL)
-
-
 def _json_object(text: str) -> dict[str, Any] | None:
     """The JSON object an answer holds (bare, fenced or embedded in prose); None when it holds none.
 
     Raises ValueError when the text clearly is JSON but broken (a truncated reply), so it is not read as prose.
     """
-    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    for candidate in candidates:
-        stripped = candidate.strip()
-        start, end = stripped.find("{"), stripped.rfind("}")
-        for chunk in (stripped, stripped[start : end + 1] if 0 <= start < end else ""):
-            if not chunk:
-                continue
-            try:
-                value = json.loads(chunk)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                return value
-    if text.strip().startswith("{"):
+    obj = json_object(text)
+    if obj is None and text.strip().startswith("{"):
         raise ValueError("malformed JSON")
-    return None
+    return obj
 
 
 def _json_get(obj: Mapping[str, Any], keys: Iterable[str]) -> tuple[bool, Any]:
@@ -396,7 +382,7 @@ def _expression_from_slot(slot: str) -> ParsedAnswer:
 # ---------------------------------------------------------------------------------------------------------------
 # Valence and arousal
 
-_NUMBER = r"[+\-]?(?:\d+(?:\.\d*)?|\.\d+)"
+_NUMBER = DECIMAL
 _SCALE_ECHO = re.compile(
     r"[(\[]?\s*(?:on a scale\s+)?(?:(?:ranging\s+)?from\s+)?"
     r"-\s*1(?:\.0+)?\s*(?:to|,|-|\.\.|…)\s*\+?1(?:\.0+)?\s*[)\]]?",
@@ -446,13 +432,8 @@ def _valence_arousal_from_text(text: str) -> ParsedAnswer:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and re.fullmatch(_NUMBER, _normalise(value).strip()):
-        return float(_normalise(value))
-    return None
+    """Strict: a JSON number, or a string that is a plain decimal once normalised ("−0.3" with a Unicode minus)."""
+    return read_number(_normalise(value) if isinstance(value, str) else value, strict=True)
 
 
 def _valence_arousal_from_slot(slot: str) -> ParsedAnswer:
