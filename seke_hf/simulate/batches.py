@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from seke_hf.annotate.backend import Prices
+from seke_hf.llm.usage import Prices
 from seke_hf.simulate.accounting import Accounting
 from seke_hf.simulate.files import FILE_PURPOSES, FileStore, StoredFile, parse_multipart
 from seke_hf.simulate.request import RequestError, parse_json_body, parse_request
@@ -42,7 +42,7 @@ COMPLETION_WINDOW = "24h"
 BATCH_FAULTS = ("batch_validation", "batch_expire", "batch_line_error")
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 
-BATCH_PRICES = Prices(input=1.25, cached_input=0.625, output=5.00)
+BATCH_PRICES = Prices().batch()
 """GPT-4o Batch API prices (half the online list prices), US dollars per million tokens."""
 
 
