@@ -37,9 +37,11 @@ import pyarrow as pa
 from datasets.utils._dill import pklregister
 
 from seke_hf.annotate import prompts, svuamc
+from seke_hf.annotate.batch_run import BatchOptions, annotate_in_batches
 from seke_hf.annotate.svuamc import AU_LEVEL, EXPRESSION, VALENCE_AROUSAL, Sample, SVUAMCConfig
 from seke_hf.knowledge import consistency
 from seke_hf.llm import DEFAULT_BASE_URL, ChatBackend, Prices, RequestCache, RequestFailed, image_data_url, read_number
+from seke_hf.llm.budget import Budget
 from seke_hf.llm.cache import CACHE_FILE, default_cache_dir
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS, NOT_ANNOTATED
 
@@ -68,6 +70,9 @@ class _RuntimeSettings:
     backoff: float = 1.0
     prices: Prices = field(default_factory=Prices)
     progress: bool = True
+    batch: BatchOptions | None = None
+    max_cost: float | None = None
+    batch_prices: Prices | None = None
 
 
 def _constant() -> None:
@@ -117,7 +122,10 @@ class SVUAMCAnnotator:
     contested. Acceptance: `consistency_threshold` and `reject_inconsistent` for the knowledge check,
     `max_uncertainty` per level (merged into the defaults). `knowledge` replaces the system prompt's knowledge block.
     Runtime only (outside the fingerprint): `api_key`, `cache_dir`, `max_concurrency`, `timeout`, `max_retries`,
-    `backoff`, `prices`, `progress`.
+    `backoff`, `prices`, `progress`, and how answers are bought: `batch` (True or a `BatchOptions`: each sampling
+    round of all rows as one Batch API job at `batch_prices`, by default half of `prices`; see `batch_run`) and
+    `max_cost` (US dollars this run may spend; requests that would pass it are not sent and their rows end
+    `failed`, reason "budget").
     """
 
     def __init__(
@@ -147,6 +155,9 @@ class SVUAMCAnnotator:
         backoff: float = 1.0,
         prices: Prices | None = None,
         progress: bool = True,
+        batch: bool | BatchOptions = False,
+        max_cost: float | None = None,
+        batch_prices: Prices | None = None,
         knowledge: str | None = None,
     ) -> None:
         self.model = model
@@ -179,6 +190,9 @@ class SVUAMCAnnotator:
             max_retries=max_retries,
             backoff=backoff,
             prices=prices or Prices(),
+            batch=BatchOptions() if batch is True else batch or None,
+            max_cost=max_cost,
+            batch_prices=batch_prices,
             progress=progress,
         )
         self._init_runtime()
@@ -186,6 +200,7 @@ class SVUAMCAnnotator:
     # -- runtime state, never pickled ------------------------------------------------------------------------------
     def _init_runtime(self) -> None:
         self._backend: ChatBackend | None = None
+        self._budget: Budget | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._progress: Any = None
@@ -217,7 +232,16 @@ class SVUAMCAnnotator:
                 cache=RequestCache(os.path.join(cache_dir, CACHE_FILE)),
                 prices=rt.prices,
             )
+            if rt.max_cost is not None:
+                self._backend.gate = self.budget
         return self._backend
+
+    @property
+    def budget(self) -> Budget:
+        """What this process spent (and may spend: `max_cost`), reserved before each request is sent."""
+        if self._budget is None:
+            self._budget = Budget(self.runtime.max_cost, self.runtime.prices)
+        return self._budget
 
     def _run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Run on the annotator's own event loop thread (works whether or not the caller has a running loop)."""
@@ -248,7 +272,12 @@ class SVUAMCAnnotator:
         self, dataset: datasets.Dataset, *, batch_size: int = 256, num_proc: int | None = None, desc: str = "SV-UAMC"
     ) -> datasets.Dataset:
         """`dataset.map(self, ...)` done the way that keeps requests flowing: prefetched in a single process, with
-        `output_features` so a plain dataset gets a ClassLabel expression. The same output as a bare `map`."""
+        `output_features` so a plain dataset gets a ClassLabel expression. The same output as a bare `map`.
+        With `batch`, through the Batch API (`batch_run`); with `max_cost`, in one process (one budget)."""
+        if self.runtime.batch is not None:
+            return annotate_in_batches(self, dataset, batch_size=batch_size, desc=desc)
+        if self.runtime.max_cost is not None and num_proc:
+            raise ValueError("max_cost needs a single process (one budget): drop num_proc")
         if not num_proc:
             self.prefetch(dataset)
         return dataset.map(
@@ -258,6 +287,8 @@ class SVUAMCAnnotator:
             num_proc=num_proc,
             features=self.output_features(dataset.features),
             desc=desc,
+            # a budgeted run may end with rows failed for budget: never serve it from `datasets`' cache later
+            load_from_cache_file=False if self.runtime.max_cost is not None else None,
         )
 
     async def _prefetch(self, dataset: datasets.Dataset, rows_ahead: int) -> None:
@@ -301,9 +332,10 @@ class SVUAMCAnnotator:
     def usage_summary(self, since: float | None = None) -> str:
         """Requests, tokens (with the provider-cached share) and estimated cost: of this process so far, or, with
         `since` (a `time.time()`), of everything fetched since then by every process (`num_proc` workers too)."""
-        if since is None:
-            return self.backend.summary()
-        return self.backend.summary(self.backend.fetched_since(since))
+        summary = self.backend.summary(None if since is None else self.backend.fetched_since(since))
+        if self.runtime.max_cost is not None or self.runtime.batch is not None:
+            summary += f"; budget: {self.budget.summary()}"
+        return summary
 
     # -- the map function ------------------------------------------------------------------------------------------
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list[pa.Scalar]]:

@@ -3,6 +3,7 @@
     budget = Budget(max_cost=5.00, prices=Prices())
     backend.gate = budget            # ChatBackend asks `before_send` on every cache miss, `after_send` with the usage
     budget.spent, budget.reserved    # dollars paid so far, dollars of requests in flight
+    budget.reserve(cost) -> bool; budget.settle(reserved, paid)   # the same by hand (batch rounds, at batch prices)
 
 Projection (`CostModel`): prompt tokens from the request itself (text at ~4 characters a token, images by OpenAI's
 tile rule) scaled by the largest actual/estimated ratio seen so far; completion tokens per choice from the largest
@@ -90,12 +91,11 @@ class Budget:
             self.reserved += cost
             return True
 
-    def settle(self, reserved: float, usage: Usage | None) -> None:
-        """Release a reservation; `usage` (None if nothing was paid) is what the answer cost."""
+    def settle(self, reserved: float, paid: float) -> None:
+        """Release a reservation of `reserved` dollars; `paid` is what the answer actually cost (0: nothing sent)."""
         with self._lock:
             self.reserved = max(self.reserved - reserved, 0.0)
-            if usage is not None:
-                self.spent += self.prices.cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens)
+            self.spent += paid
 
     # -- the ChatBackend gate --------------------------------------------------------------------------------------
     def before_send(self, key: str, request: Request) -> Any:
@@ -108,7 +108,7 @@ class Budget:
         request, cost = ticket
         if usage is not None:
             self.model.observe(request, usage)
-        self.settle(cost, usage)
+        self.settle(cost, 0.0 if usage is None else usage_cost(usage, self.prices))
 
     def refusal(self, cost: float) -> str:
         return (
@@ -154,3 +154,7 @@ def _image_tokens(image_url: Mapping[str, Any]) -> int:
     scale = min(1.0, 2048 / max(width, height))
     scale *= min(1.0, 768 / (min(width, height) * scale))
     return 85 + 170 * math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
+
+
+def usage_cost(usage: Usage, prices: Prices) -> float:
+    return prices.cost(usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens)
