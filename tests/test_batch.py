@@ -55,7 +55,7 @@ def server(full):
         yield server
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def online(full, partial, tmp_path_factory):
     """The online run's output and its request count (the reference a batch run must match)."""
     with SimulatedVLLM(truth=full) as server:
@@ -77,3 +77,122 @@ def test_batch_run_gives_the_online_output_in_one_batch_per_round(server, partia
     assert rounds == max(out["requests"]) >= 2  # one batch per round: as many as the longest row's requests
     assert "budget: spent $" in ann.usage_summary()
     assert not list((tmp_path / "batches").glob("*.json"))  # the finished run leaves no state behind
+
+
+CHILD_RUN = textwrap.dedent(
+    f"""
+    import sys, datasets
+    from seke_hf import SVUAMCAnnotator
+    from seke_hf.annotate.batch_run import BatchOptions
+    data, base_url, cache, out = sys.argv[1:]
+    ann = SVUAMCAnnotator(base_url=base_url, api_key="{API_KEY}", cache_dir=cache, progress=False, min_samples=2,
+                          max_samples=8, batch=BatchOptions(poll_interval=0.05))
+    ann.annotate(datasets.load_from_disk(data), batch_size=8).save_to_disk(out)
+    """
+)
+
+
+def test_killed_while_a_batch_runs_resumes_without_submitting_anything_twice(full, partial, online, tmp_path):
+    expected, online_requests = online
+    partial.save_to_disk(tmp_path / "data")
+    with SimulatedVLLM(truth=full, api_key=API_KEY, batch_delay=1.0) as server:
+        args = [sys.executable, "-c", CHILD_RUN, str(tmp_path / "data"), server.base_url, str(tmp_path / "cache")]
+        child = subprocess.Popen([*args, str(tmp_path / "killed")], env=os.environ.copy())
+        deadline = time.monotonic() + 120
+        while not server.stats()["batch"]["batches"].get("completed") and time.monotonic() < deadline:
+            time.sleep(0.02)  # round 1 done ...
+        while sum(server.stats()["batch"]["batches"].values()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)  # ... and round 2 submitted, not finished
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        running = server.stats()["batch"]["batches"]
+        assert running in ({"completed": 1, "in_progress": 1}, {"completed": 1, "validating": 1})
+        (state_file,) = (tmp_path / "cache" / "batches").glob("*.json")
+        state = state_file.read_text()
+        assert API_KEY not in state and json.loads(state)["round"] == 2
+        server.set_faults(batch_delay=0.2)
+        subprocess.run([*args, str(tmp_path / "resumed")], env=os.environ.copy(), check=True)
+        stats = server.stats()
+    assert stats["batch"]["requests"] == online_requests  # every request answered exactly once
+    assert stats["requests"] == 0
+    batches = stats["batch"]["batches"]["completed"]
+    resumed = datasets.load_from_disk(str(tmp_path / "resumed"))
+    assert batches == max(resumed["requests"])  # the resumed process adopted round 2: no extra batch
+    assert rows(resumed) == expected
+
+
+def test_no_wait_submits_and_each_rerun_picks_up(server, partial, online, tmp_path):
+    expected, online_requests = online
+    runs = 0
+    while True:
+        runs += 1
+        ann = annotator(server, tmp_path, batch=batch(wait=False))
+        try:
+            out = ann.annotate(partial, batch_size=8)
+            break
+        except BatchPending as pending:
+            assert "run the same command again" in str(pending)
+            (state_file,) = (tmp_path / "batches").glob("*.json")
+            assert API_KEY not in state_file.read_text()
+        finally:
+            ann.close()
+        time.sleep(0.1)
+        assert runs < 40
+    assert rows(out) == expected
+    stats = server.stats()["batch"]
+    assert stats["requests"] == online_requests and stats["batches"]["completed"] == max(out["requests"])
+    assert runs >= 1 + stats["batches"]["completed"]
+
+
+@pytest.mark.parametrize("fault", ["batch_expire", "batch_validation", "batch_line_error", "cancel"])
+def test_expired_failed_and_cancelled_batches_lose_nothing(server, partial, online, tmp_path, fault):
+    """The answered lines are kept, the others asked again next round: the output is still the online one."""
+    expected, online_requests = online
+    if fault == "cancel":
+        server.set_faults(batch_delay=1.0)
+        import openai
+
+        def cancel_first() -> None:
+            with openai.OpenAI(base_url=server.base_url, api_key=API_KEY) as client:
+                while not (found := client.batches.list().data) or found[-1].request_counts.completed < 3:
+                    time.sleep(0.02)
+                client.batches.cancel(found[-1].id)
+
+        import threading
+
+        canceller = threading.Thread(target=cancel_first)
+        canceller.start()
+    else:
+        server.inject(fault, 3 if fault == "batch_line_error" else 1)
+    out = annotator(server, tmp_path, batch=batch()).annotate(partial, batch_size=8)
+    if fault == "cancel":
+        canceller.join()
+    assert rows(out) == expected
+    stats = server.stats()["batch"]
+    first = {"batch_expire": "expired", "batch_validation": "failed", "cancel": "cancelled"}.get(fault)
+    if first:
+        assert stats["batches"][first] == 1
+    answered = stats["completions"]
+    assert answered == online_requests  # each request answered (and paid) once
+    assert stats["faults"].get(fault, 0) == (3 if fault == "batch_line_error" else 0 if fault == "cancel" else 1)
+
+
+def test_rows_that_keep_failing_end_failed_and_the_next_run_retries_them(server, partial, online, tmp_path):
+    expected, _ = online
+    server.set_faults(batch_line_error=1.0)
+    out = annotator(server, tmp_path, batch=batch(max_attempts=2)).annotate(partial, batch_size=8)
+    assert set(out["status"]) == {"failed"}
+    assert all("no batch answer after 2 rounds" in reason and "500" in reason for reason in out["status_reason"])
+    assert server.stats()["batch"]["batches"] == {"completed": 2}
+    server.set_faults(batch_line_error=0.0)
+    again = annotator(server, tmp_path, batch=batch(max_attempts=2)).annotate(partial, batch_size=8)
+    assert rows(again) == expected
+
+
+def test_rounds_over_the_provider_limits_are_split(full, partial, online, tmp_path):
+    expected, online_requests = online
+    with SimulatedVLLM(truth=full, api_key=API_KEY, batch_max_requests=5) as server:
+        out = annotator(server, tmp_path, batch=batch(limits=BatchLimits(max_requests=5))).annotate(partial)
+        stats = server.stats()["batch"]
+    assert rows(out) == expected and stats["requests"] == online_requests
+    assert "failed" not in stats["batches"] and stats["batches"]["completed"] > max(out["requests"])

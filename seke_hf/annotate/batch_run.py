@@ -114,6 +114,7 @@ class BatchRun:
         self.budget.spent += self.state.spent  # ... plus what earlier processes of this job paid and have in flight
         self.budget.reserved += self.state.reserved()
         self._client: BatchClient | None = None
+        self._shown: dict[str, tuple[str, str]] = {}
         self._requests: dict[str, Request] = {}  # sent by this process: their answers calibrate the projection
         self._pending: list[int] = list(range(len(dataset)))
 
@@ -233,7 +234,16 @@ class BatchRun:
             counts = batch.request_counts
             if batch.status not in TERMINAL_STATUSES:
                 done = f"{counts.completed + counts.failed}/{counts.total}" if counts else "?"
-                logger.info("batch %s (round %d): %s, %s lines done", batch.id, submission.round, batch.status, done)
+                if self._shown.get(batch.id) != (batch.status, done):  # a line per change, not per poll
+                    self._shown[batch.id] = (batch.status, done)
+                    logger.info(
+                        "batch %s (round %d): %s, %s lines done; %s",
+                        batch.id,
+                        submission.round,
+                        batch.status,
+                        done,
+                        self.progress(),
+                    )
                 continue
             results = self.client.results(batch, set(submission.keys))
             logger.info("batch %s (round %d) %s: %s", batch.id, submission.round, batch.status, results.summary())
