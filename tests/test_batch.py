@@ -17,10 +17,12 @@ from annotate_helpers import hide_one_level, labelled
 
 from seke_hf import SVUAMCAnnotator
 from seke_hf.annotate.batch_run import BatchOptions, BatchPending
+from seke_hf.llm import Prices
 from seke_hf.llm.batch import BatchLimits
 from seke_hf.simulate import SimulatedVLLM
 
 API_KEY = "sk-test-secret-0123456789"
+ONLINE = Prices()
 SAMPLING = {"min_samples": 2, "max_samples": 8}
 """Small first rounds, so rows need several rounds (and some a verification request)."""
 
@@ -62,6 +64,11 @@ def online(full, partial, tmp_path_factory):
         ann = annotator(server, tmp_path_factory.mktemp("online"))
         out = ann.annotate(partial, batch_size=8)
         return rows(out), server.stats()["requests"]
+
+
+def server_cost(stats: dict, prices: Prices = ONLINE) -> float:
+    """What the server counted, priced."""
+    return prices.cost(stats["prompt_tokens"], stats["cached_tokens"], stats["completion_tokens"])
 
 
 def test_batch_run_gives_the_online_output_in_one_batch_per_round(server, partial, online, tmp_path):
@@ -196,3 +203,97 @@ def test_rounds_over_the_provider_limits_are_split(full, partial, online, tmp_pa
         stats = server.stats()["batch"]
     assert rows(out) == expected and stats["requests"] == online_requests
     assert "failed" not in stats["batches"] and stats["batches"]["completed"] > max(out["requests"])
+
+
+def test_a_process_killed_inside_submit_finds_its_batch_by_metadata(server, partial, online, tmp_path):
+    expected, online_requests = online
+    with pytest.raises(BatchPending):
+        annotator(server, tmp_path, batch=batch(wait=False)).annotate(partial, batch_size=8)
+    (state_file,) = (tmp_path / "batches").glob("*.json")
+    state = json.loads(state_file.read_text())
+    assert [s["round"] for s in state["submissions"]] == [1]
+    state["submissions"][0]["batch_id"] = None  # created at the provider, but the id never reached the state
+    state_file.write_text(json.dumps(state))
+    out = annotator(server, tmp_path, batch=batch()).annotate(partial, batch_size=8)
+    stats = server.stats()["batch"]
+    assert rows(out) == expected
+    assert stats["requests"] == online_requests and stats["batches"]["completed"] == max(out["requests"])
+
+
+def offline_runner(server: SimulatedVLLM, requests_file, results_file, *, garbage: bool = False) -> None:
+    """What `vllm run-batch -i requests_file -o results_file` does, against the simulator's online endpoint."""
+    import openai
+
+    out = []
+    with openai.OpenAI(base_url=server.base_url, api_key=API_KEY) as client:
+        for line in requests_file.read_text().splitlines():
+            request = json.loads(line)
+            assert request["method"] == "POST" and request["url"] == "/v1/chat/completions"
+            body = client.chat.completions.create(**request["body"]).model_dump()
+            response = {"status_code": 200, "request_id": f"req-{len(out)}", "body": body}
+            out.append(
+                json.dumps(
+                    {"id": f"vllm-{len(out)}", "custom_id": request["custom_id"], "response": response, "error": None}
+                )
+            )
+    if garbage:
+        out += ["{not json", out[0], out[0].replace(json.loads(out[0])["custom_id"], "someone-else")]
+    results_file.write_text("\n".join(out) + "\n")
+
+
+def test_offline_files_for_vllm_run_batch(server, partial, online, tmp_path, caplog):
+    expected, online_requests = online
+    exported, imports = tmp_path / "export", []
+    caplog.set_level("INFO", logger="seke_hf")
+    for round_number in range(1, 20):
+        options = batch(export_dir=str(exported), import_files=tuple(imports))
+        try:
+            out = annotator(server, tmp_path / "cache", batch=options).annotate(partial, batch_size=8)
+            break
+        except BatchPending as pending:
+            (written,) = exported.glob(f"*-round{round_number:03d}-part0.jsonl")
+            assert str(written) in str(pending) and "--batch-import" in str(pending)
+            assert API_KEY not in written.read_text()
+            imports = [tmp_path / f"results{round_number}.jsonl"]
+            offline_runner(server, written, imports[0], garbage=round_number == 1)
+    assert rows(out) == expected
+    assert server.stats()["requests"] == online_requests and server.stats()["batch"]["requests"] == 0
+    assert "(1 unknown, 1 duplicate, 1 malformed lines skipped)" in caplog.text
+
+
+def test_budget_online_stops_before_the_cap_and_a_rerun_continues(full, partial, online, tmp_path):
+    expected, online_requests = online
+    with SimulatedVLLM(truth=full, api_key=API_KEY) as server:
+        whole = annotator(server, tmp_path / "whole").annotate(partial, batch_size=8)
+        full_cost = server_cost(server.stats())
+        server.reset_stats()
+        cap = full_cost * 0.4
+        ann = annotator(server, tmp_path / "cache", max_cost=cap)
+        out = ann.annotate(partial, batch_size=8)
+        first = server.stats()
+        assert 0 < server_cost(first) <= cap  # never past the cap, measured by the server
+        assert ann.budget.spent == pytest.approx(server_cost(first))
+        reasons = [r for s, r in zip(out["status"], out["status_reason"], strict=True) if s == "failed"]
+        assert reasons and all(r.startswith("budget") for r in reasons)
+        assert "accepted" in out["status"] and "max_cost $" in ann.usage_summary()
+        server.reset_stats()
+        again = annotator(server, tmp_path / "cache", max_cost=full_cost * 2).annotate(partial, batch_size=8)
+        assert first["requests"] + server.stats()["requests"] == online_requests  # nothing paid twice
+    assert rows(again) == rows(whole) == expected
+
+
+def test_budget_in_batch_mode_counts_batch_prices(server, partial, online, tmp_path):
+    expected, online_requests = online
+    whole = annotator(server, tmp_path / "whole", batch=batch()).annotate(partial, batch_size=8)
+    full_cost = server.stats()["batch"]["cost_usd"]
+    assert full_cost == pytest.approx(server_cost(server.stats()["batch"], ONLINE.batch()), abs=1e-6)
+    server.reset_stats()
+    cap = full_cost * 0.5
+    out = annotator(server, tmp_path / "cache", batch=batch(), max_cost=cap).annotate(partial, batch_size=8)
+    first = server.stats()["batch"]
+    assert 0 < first["cost_usd"] <= cap
+    assert any(r.startswith("budget") for r in out["status_reason"]) and "accepted" in out["status"]
+    server.reset_stats()
+    again = annotator(server, tmp_path / "cache", batch=batch(), max_cost=cap * 4).annotate(partial, batch_size=8)
+    assert first["requests"] + server.stats()["batch"]["requests"] == online_requests
+    assert rows(again) == rows(whole) == expected
