@@ -37,7 +37,7 @@ import pyarrow as pa
 from datasets.utils._dill import pklregister
 
 from seke_hf.annotate import prompts, svuamc
-from seke_hf.annotate.batch_run import BatchOptions, annotate_in_batches
+from seke_hf.annotate.batch_run import BatchOptions, annotate_in_batches, fingerprint_outcome
 from seke_hf.annotate.svuamc import AU_LEVEL, EXPRESSION, VALENCE_AROUSAL, Sample, SVUAMCConfig
 from seke_hf.knowledge import consistency
 from seke_hf.llm import DEFAULT_BASE_URL, ChatBackend, Prices, RequestCache, RequestFailed, image_data_url, read_number
@@ -230,7 +230,7 @@ class SVUAMCAnnotator:
                 max_retries=rt.max_retries,
                 backoff=rt.backoff,
                 cache=RequestCache(os.path.join(cache_dir, CACHE_FILE)),
-                prices=rt.prices,
+                prices=self.paid_prices,
             )
             if rt.max_cost is not None:
                 self._backend.gate = self.budget
@@ -240,8 +240,14 @@ class SVUAMCAnnotator:
     def budget(self) -> Budget:
         """What this process spent (and may spend: `max_cost`), reserved before each request is sent."""
         if self._budget is None:
-            self._budget = Budget(self.runtime.max_cost, self.runtime.prices)
+            self._budget = Budget(self.runtime.max_cost, self.paid_prices)
         return self._budget
+
+    @property
+    def paid_prices(self) -> Prices:
+        """What answers cost in this mode: `batch_prices` (default: half of `prices`) in batch mode."""
+        rt = self.runtime
+        return (rt.batch_prices or rt.prices.batch()) if rt.batch is not None else rt.prices
 
     def _run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Run on the annotator's own event loop thread (works whether or not the caller has a running loop)."""
@@ -280,7 +286,8 @@ class SVUAMCAnnotator:
             raise ValueError("max_cost needs a single process (one budget): drop num_proc")
         if not num_proc:
             self.prefetch(dataset)
-        return dataset.map(
+        budgeted = self.runtime.max_cost is not None
+        result = dataset.map(
             self,
             batched=True,
             batch_size=batch_size,
@@ -288,8 +295,9 @@ class SVUAMCAnnotator:
             features=self.output_features(dataset.features),
             desc=desc,
             # a budgeted run may end with rows failed for budget: never serve it from `datasets`' cache later
-            load_from_cache_file=False if self.runtime.max_cost is not None else None,
+            load_from_cache_file=False if budgeted else None,
         )
+        return fingerprint_outcome(result) if budgeted else result
 
     async def _prefetch(self, dataset: datasets.Dataset, rows_ahead: int) -> None:
         names = [n for n in (self.image_column, "expression", "valence", "arousal", "aus") if n in dataset.column_names]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import datasets
 from datasets.fingerprint import Hasher
 
-from seke_hf.llm import Request, RequestFailed
+from seke_hf.llm import Completion, Request, RequestFailed, Usage
 from seke_hf.llm.batch import TERMINAL_STATUSES, BatchClient, BatchLimits, BatchResults, request_line, split_lines
 from seke_hf.llm.batch_state import BatchState, Submission
 from seke_hf.llm.budget import BudgetExceeded, usage_cost
@@ -105,7 +105,7 @@ class BatchRun:
     def __init__(self, annotator: SVUAMCAnnotator, dataset: datasets.Dataset, options: BatchOptions) -> None:
         self.annotator, self.dataset, self.options = annotator, dataset, options
         self.backend = annotator.backend
-        self.prices = annotator.runtime.batch_prices or annotator.runtime.prices.batch()
+        self.prices = annotator.paid_prices
         self.job = job_id(annotator, dataset)
         self.path = state_path(annotator, self.job)
         self.state = BatchState.load(self.path, self.job)
@@ -114,6 +114,9 @@ class BatchRun:
         self.budget.spent += self.state.spent  # ... plus what earlier processes of this job paid and have in flight
         self.budget.reserved += self.state.reserved()
         self._client: BatchClient | None = None
+        self._earlier = dict(
+            self.state.answered
+        )  # read back by earlier processes: added to this one's tally at the end
         self._shown: dict[str, tuple[str, str]] = {}
         self._requests: dict[str, Request] = {}  # sent by this process: their answers calibrate the projection
         self._pending: list[int] = list(range(len(dataset)))
@@ -127,8 +130,8 @@ class BatchRun:
     # -- the loop --------------------------------------------------------------------------------------------------
     def run(self, *, batch_size: int = 256, desc: str = "SV-UAMC") -> datasets.Dataset:
         backend, annotator = self.backend, self.annotator
-        saved = backend.gate, backend.prices, annotator.runtime.progress
-        backend.gate, backend.prices, annotator.runtime.progress = self.collector, self.prices, False
+        saved = backend.gate, annotator.runtime.progress
+        backend.gate, annotator.runtime.progress = self.collector, False
         try:
             for path in self.options.import_files:
                 self._import(Path(path))
@@ -148,15 +151,16 @@ class BatchRun:
                 if self.options.export_dir is not None or not self.options.wait:
                     raise BatchPending(self._waiting())
             self.collector.closed = True
-            annotator.runtime.progress = saved[2]
+            annotator.runtime.progress = saved[1]
             # Every answer is in the cache now; `datasets` must not serve an older result of this map (it may
             # hold rows that failed then), so the map is recomputed (from the cache: nothing is sent).
+            self._count_earlier_answers()
             result = dataset_map(annotator, self.dataset, batch_size=batch_size, desc=desc)
             self.path.unlink(missing_ok=True)
             logger.info("batch run %s done in %d rounds; %s", self.job, self.state.round, self.budget.summary())
             return result
         finally:
-            backend.gate, backend.prices, annotator.runtime.progress = saved
+            backend.gate, annotator.runtime.progress = saved
             if self._client is not None:
                 self._client.close()
 
@@ -282,6 +286,7 @@ class BatchRun:
             completion = results.answers.get(key)
             if completion is not None:
                 self.backend.remember(key, completion)
+                self._count(completion)
                 if key in self._requests:
                     self.budget.model.observe(self._requests.pop(key), completion.usage)
                 spent += usage_cost(completion.usage, self.prices)
@@ -292,6 +297,27 @@ class BatchRun:
         self.state.spent += spent
         self.budget.settle(submission.projected_cost, spent)
         self._save()
+
+    def _count(self, completion: Completion) -> None:
+        answered, usage = self.state.answered, completion.usage
+        for name, value in (
+            ("requests", completion.requests),
+            ("choices", len(completion.choices)),
+            ("prompt_tokens", usage.prompt_tokens),
+            ("completion_tokens", usage.completion_tokens),
+            ("cached_tokens", usage.cached_tokens),
+        ):
+            answered[name] = answered.get(name, 0) + value
+
+    def _count_earlier_answers(self) -> None:
+        """The run's usage is the whole job's: what earlier processes read back joins this process's tally."""
+        earlier, tally = self._earlier, self.backend.tally
+        tally.requests += earlier.get("requests", 0)
+        tally.choices += earlier.get("choices", 0)
+        tally.usage += Usage(
+            earlier.get("prompt_tokens", 0), earlier.get("completion_tokens", 0), earlier.get("cached_tokens", 0)
+        )
+        self._earlier = {}
 
     # -- plumbing --------------------------------------------------------------------------------------------------
     def _metadata(self, submission: Submission) -> dict[str, str]:
@@ -336,8 +362,8 @@ def annotate_in_batches(
 def dataset_map(
     annotator: SVUAMCAnnotator, dataset: datasets.Dataset, *, batch_size: int, desc: str
 ) -> datasets.Dataset:
-    """The final map of a batch or budgeted run, recomputed rather than loaded from `datasets`' cache."""
-    return dataset.map(
+    """The final map of a batch run, recomputed rather than loaded from `datasets`' cache."""
+    result = dataset.map(
         annotator,
         batched=True,
         batch_size=batch_size,
@@ -345,6 +371,17 @@ def dataset_map(
         desc=desc,
         load_from_cache_file=False,
     )
+    return fingerprint_outcome(result)
+
+
+def fingerprint_outcome(result: datasets.Dataset) -> datasets.Dataset:
+    """A result with failed rows (a budget, batches that never answered) gets a fingerprint of its own, so that
+    `datasets` never serves it, or the maps computed after it, to a later run as if it were the complete result."""
+    statuses = result.data.column("status")
+    if "failed" in statuses.to_pylist():
+        reasons = result.data.column("status_reason").to_pylist()
+        result._fingerprint = Hasher.hash([result._fingerprint, "with failed rows", reasons])
+    return result
 
 
 def _undecoded(dataset: datasets.Dataset, column: str) -> datasets.Dataset:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import datasets
 
+from seke_hf.annotate.batch_run import BatchPending
 from seke_hf.cli import CLIError
-from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args
+from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args, report_pending
 from seke_hf.schema import LEVELS
 
 logger = logging.getLogger(__name__)
@@ -92,16 +93,24 @@ def run(args: argparse.Namespace) -> int:
     data = load_data(args.data, args.split, config=args.config, data_dir=args.data_dir)
     annotator = annotator_from_args(args, image_column=args.image_column)
     out = datasets.DatasetDict()
-    for name, ds in data.items():
-        if args.limit is not None:
-            ds = ds.select(range(min(args.limit, len(ds))))
-        if args.image_column not in ds.column_names:
-            raise CLIError(f"split {name!r} has no column {args.image_column!r} (columns: {ds.column_names})")
-        out[name] = annotator.annotate(ds, batch_size=args.batch_size, num_proc=args.num_proc, desc=f"SV-UAMC {name}")
-        logger.info("%s: %s", name, report(out[name]))
+    try:
+        for name, ds in data.items():
+            if args.limit is not None:
+                ds = ds.select(range(min(args.limit, len(ds))))
+            if args.image_column not in ds.column_names:
+                raise CLIError(f"split {name!r} has no column {args.image_column!r} (columns: {ds.column_names})")
+            out[name] = annotator.annotate(
+                ds, batch_size=args.batch_size, num_proc=args.num_proc, desc=f"SV-UAMC {name}"
+            )
+            logger.info("%s: %s", name, report(out[name]))
+    except BatchPending as pending:
+        annotator.close()
+        return report_pending("annotate", pending)
     fetched = annotator.backend.fetched_since(started)  # every process's answers, num_proc workers included
     fetched.cache_hits = max(sum(sum(ds["requests"]) for ds in out.values()) - fetched.requests, 0)
     logger.info("usage: %s", annotator.backend.summary(fetched))
+    if args.max_cost is not None or annotator.runtime.batch is not None:
+        logger.info("budget: %s", annotator.budget.summary())
     annotator.close()
     os.makedirs(args.out, exist_ok=True)
     out.save_to_disk(args.out)

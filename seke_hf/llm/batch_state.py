@@ -40,6 +40,8 @@ class BatchState:
     attempts: dict[str, int] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     spent: float = 0.0
+    answered: dict[str, int] = field(default_factory=dict)
+    """Requests, choices and tokens of the answers read back so far (by every process of the run)."""
     rows_total: int = 0
     rows_pending: int = 0
 
