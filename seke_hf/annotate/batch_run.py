@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from datasets.fingerprint import Hasher
 from seke_hf.llm import Completion, Request, RequestFailed, Usage
 from seke_hf.llm.batch import TERMINAL_STATUSES, BatchClient, BatchLimits, BatchResults, request_line, split_lines
 from seke_hf.llm.batch_state import BatchState, Submission
-from seke_hf.llm.budget import BudgetExceeded, usage_cost
+from seke_hf.llm.budget import BudgetExceeded, CostModel, usage_cost
 
 if TYPE_CHECKING:
     from seke_hf.annotate.annotator import SVUAMCAnnotator
@@ -113,6 +113,8 @@ class BatchRun:
         self.budget = annotator.budget  # one budget for the process (FEID and FEAB of a build share it) ...
         self.budget.spent += self.state.spent  # ... plus what earlier processes of this job paid and have in flight
         self.budget.reserved += self.state.reserved()
+        if self.state.cost_model:
+            self.budget.model.merge(CostModel(**self.state.cost_model))
         self._client: BatchClient | None = None
         self._earlier = dict(
             self.state.answered
@@ -174,7 +176,9 @@ class BatchRun:
             out = self.annotator(view[rows])
             still += [i for i, reason in zip(rows, out["status_reason"], strict=True) if DEFERRED in reason.as_py()]
         self._pending = still
-        self.state.rows_total, self.state.rows_pending = len(self.dataset), len(still)
+        self.state.rows_total = len(self.dataset)
+        if not self.state.pending_history or self.state.pending_history[-1] != len(still):
+            self.state.pending_history.append(len(still))
         self._save()
         if self.collector.collected:
             logger.info(
@@ -188,14 +192,21 @@ class BatchRun:
             )
 
     def _submit_round(self) -> None:
-        """Send the recorded requests that fit the budget as this round's batch (in parts within the limits)."""
+        """Send the recorded requests that fit the budget as this round's batch (in parts within the limits).
+
+        A request that does not fit waits for the next round while others are answered (their usage makes the
+        projections sharper, or frees what was held for them); when nothing fits and nothing is in flight, it is
+        refused for good and its row ends `failed` (budget)."""
         admitted: list[tuple[str, Request, float]] = []
+        left_out: dict[str, float] = {}
         for key, request in self.collector.collected.items():
             cost = self.budget.model.cost(request, self.prices)
             if self.budget.reserve(cost):
                 admitted.append((key, request, cost))
             else:
-                self.collector.refused[key] = self.budget.refusal(cost)
+                left_out[key] = cost
+        if not admitted and not self.state.submissions:
+            self.collector.refused.update((key, self.budget.refusal(cost)) for key, cost in left_out.items())
         self.collector.collected.clear()
         if not admitted:
             return
@@ -289,6 +300,7 @@ class BatchRun:
                 self._count(completion)
                 if key in self._requests:
                     self.budget.model.observe(self._requests.pop(key), completion.usage)
+                    self.state.cost_model = asdict(self.budget.model)
                 spent += usage_cost(completion.usage, self.prices)
             else:
                 self.state.attempts[key] = self.state.attempts.get(key, 0) + 1
@@ -327,13 +339,18 @@ class BatchRun:
         self.state.save(self.path)
 
     def progress(self) -> str:
-        """Spend so far and the projected total (spend per decided row, times all rows)."""
-        state = self.state
-        decided = state.rows_total - state.rows_pending
-        committed = self.budget.spent + self.budget.reserved
-        projected = committed / decided * state.rows_total if decided and state.rows_pending else committed
+        """Spend, what is in flight, and the projected total of the run.
+
+        The projection assumes each later round carries on the share of rows the last round did (rows pending after
+        a round / before it): the rounds in flight cost `c`, then `c * f + c * f^2 + ...`. Known from round 2 on."""
+        spent, flying = self.budget.spent, self.budget.reserved
         cap = f" of max ${self.budget.max_cost:.2f}" if self.budget.max_cost is not None else ""
-        return f"spent ${self.budget.spent:.4f}{cap}, in flight ${self.budget.reserved:.4f}, projected ${projected:.4f}"
+        text = f"spent ${spent:.4f}{cap}, in flight ${flying:.4f}"
+        history = self.state.pending_history
+        if len(history) >= 2 and history[-2]:
+            share = min(history[-1] / history[-2], 0.9)
+            text += f", projected total ${spent + flying / (1 - share):.4f}"
+        return text
 
     def _waiting(self) -> str:
         files = [s.path for s in self.state.submissions if s.path]

@@ -42,8 +42,11 @@ class BatchState:
     spent: float = 0.0
     answered: dict[str, int] = field(default_factory=dict)
     """Requests, choices and tokens of the answers read back so far (by every process of the run)."""
+    cost_model: dict[str, float] = field(default_factory=dict)
+    """The calibration of cost projections (`budget.CostModel`), so a later process projects as well."""
     rows_total: int = 0
-    rows_pending: int = 0
+    pending_history: list[int] = field(default_factory=list)
+    """Rows still pending after each pass: how many rows a round carries into the next one."""
 
     def in_flight(self) -> set[str]:
         """Keys of requests submitted (or exported) and not yet read back."""

@@ -55,6 +55,11 @@ class CostModel:
         if request.n and usage.completion_tokens:
             self.completion_per_choice = max(self.completion_per_choice, usage.completion_tokens / request.n)
 
+    def merge(self, other: CostModel) -> None:
+        """Take the larger calibration of the two (an earlier process's, say)."""
+        self.prompt_ratio = max(self.prompt_ratio, other.prompt_ratio)
+        self.completion_per_choice = max(self.completion_per_choice, other.completion_per_choice)
+
     def tokens(self, request: Request) -> tuple[int, int]:
         """(prompt, completion) tokens this request is projected to cost at most."""
         prompt = estimate_prompt_tokens(request) * (self.prompt_ratio * 1.05 or PRIOR_PROMPT_RATIO)
