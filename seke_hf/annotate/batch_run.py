@@ -18,6 +18,7 @@ offline runner (`vllm run-batch -i round.jsonl -o results.jsonl ...`) and `impor
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -170,11 +171,14 @@ class BatchRun:
         """Annotate the pending rows as far as the cache goes; record the requests of their next round."""
         self.collector.collected.clear()
         view = _undecoded(self.dataset, self.annotator.image_column)
+        tally = self.backend.tally
+        counted = tally.cache_hits, copy.copy(tally.cached_usage)  # passes re-read answers: the final map counts them
         still: list[int] = []
         for start in range(0, len(self._pending), PASS_ROWS):
             rows = self._pending[start : start + PASS_ROWS]
             out = self.annotator(view[rows])
             still += [i for i, reason in zip(rows, out["status_reason"], strict=True) if DEFERRED in reason.as_py()]
+        tally.cache_hits, tally.cached_usage = counted
         self._pending = still
         self.state.rows_total = len(self.dataset)
         if not self.state.pending_history or self.state.pending_history[-1] != len(still):
