@@ -254,8 +254,8 @@ def test_offline_files_for_vllm_run_batch(server, partial, online, tmp_path, cap
             (written,) = exported.glob(f"*-round{round_number:03d}-part0.jsonl")
             assert str(written) in str(pending) and "--batch-import" in str(pending)
             assert API_KEY not in written.read_text()
-            imports = [tmp_path / f"results{round_number}.jsonl"]
-            offline_runner(server, written, imports[0], garbage=round_number == 1)
+            imports.append(tmp_path / f"results{round_number}.jsonl")  # earlier files stay: read, they change nothing
+            offline_runner(server, written, imports[-1], garbage=round_number == 1)
     assert rows(out) == expected
     assert server.stats()["requests"] == online_requests and server.stats()["batch"]["requests"] == 0
     assert "(1 unknown, 1 duplicate, 1 malformed lines skipped)" in caplog.text

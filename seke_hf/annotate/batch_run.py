@@ -73,6 +73,8 @@ class Collector:
         self.max_attempts = max_attempts
         self.collected: dict[str, Request] = {}
         self.refused: dict[str, str] = {}
+        self.in_flight: set[str] = set()
+        """Keys submitted and not read back yet (set before each pass): recorded once, never twice."""
         self.closed = False
 
     def before_send(self, key: str, request: Request) -> Any:
@@ -83,7 +85,7 @@ class Collector:
             raise RequestFailed(f"no batch answer after {attempts} rounds: {self.state.errors.get(key, 'unknown')}")
         if self.closed:
             raise RequestFailed("not answered by the batch run; run it again to continue")
-        if key not in self.state.in_flight():
+        if key not in self.in_flight:
             self.collected[key] = request
         raise RequestFailed(DEFERRED)
 
@@ -170,6 +172,7 @@ class BatchRun:
     def _pass(self) -> None:
         """Annotate the pending rows as far as the cache goes; record the requests of their next round."""
         self.collector.collected.clear()
+        self.collector.in_flight = self.state.in_flight()
         view = _undecoded(self.dataset, self.annotator.image_column)
         tally = self.backend.tally
         counted = tally.cache_hits, copy.copy(tally.cached_usage)  # passes re-read answers: the final map counts them
@@ -281,15 +284,20 @@ class BatchRun:
         return bool(found)
 
     def _import(self, path: Path) -> None:
+        """Read an offline runner's results into the rounds this job exported. A file holding none of their
+        requests (another job's, say FEID's while FEAB runs, or a round read already) changes nothing."""
         exported = [s for s in self.state.submissions if s.path is not None]
         if not exported:
-            raise ValueError(f"--batch-import {path}: this run has no exported round waiting for results")
+            return
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError as e:
             raise ValueError(f"--batch-import {path}: cannot read it ({e})") from None
         results = BatchResults()
         results.read(text.splitlines(), set().union(*(s.keys for s in exported)))
+        if not results.answers and not results.errors:
+            logger.info("%s holds no result of job %s's exported round %d", path, self.job, exported[0].round)
+            return
         logger.info("read %s: %s", path, results.summary())
         for submission in exported:
             self._apply(submission, results, "no result in the imported file")
