@@ -12,7 +12,7 @@ pass through untouched.
 Rows of a batch are annotated concurrently on an event loop owned by the annotator (its own thread, so it also
 works inside notebooks). `map` waits for each batch's slowest row, so use batches several times `max_concurrency`,
 or call `annotator.prefetch(ds)` first to keep requests flowing across batches. Every answer is cached on disk
-(`cache.RequestCache`), so a re-run, or a run resumed after a crash, sends no request twice; a `failed` row is
+(`seke_hf.llm.RequestCache`), so a re-run, or a run resumed after a crash, sends no request twice; a `failed` row is
 retried by the next run.
 
 Pickling keeps only configuration: the client, loop and cache connection are re-created lazily. The `datasets`
@@ -42,7 +42,6 @@ from seke_hf.annotate.svuamc import AU_LEVEL, EXPRESSION, VALENCE_AROUSAL, Sampl
 from seke_hf.knowledge import consistency
 from seke_hf.llm import DEFAULT_BASE_URL, ChatBackend, Prices, RequestCache, RequestFailed, image_data_url, read_number
 from seke_hf.llm.budget import Budget
-from seke_hf.llm.cache import CACHE_FILE, default_cache_dir
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS, NOT_ANNOTATED
 
 logger = logging.getLogger(__name__)
@@ -220,7 +219,6 @@ class SVUAMCAnnotator:
         """The process's backend (created on first use; its `tally` holds this process's usage)."""
         if self._backend is None:
             rt = self.runtime
-            cache_dir = rt.cache_dir or default_cache_dir()
             self._backend = ChatBackend(
                 self.model,
                 self.base_url,
@@ -229,7 +227,7 @@ class SVUAMCAnnotator:
                 timeout=rt.timeout,
                 max_retries=rt.max_retries,
                 backoff=rt.backoff,
-                cache=RequestCache(os.path.join(cache_dir, CACHE_FILE)),
+                cache=RequestCache.in_folder(rt.cache_dir),
                 prices=self.paid_prices,
             )
             if rt.max_cost is not None:

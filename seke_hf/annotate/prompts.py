@@ -167,7 +167,7 @@ def parse_sample(
     Tolerant where it is safe: code fences, text around the object, case, "AU06"/"au 6"/6 for AU names, numbers
     as strings. Values outside the allowed sets or ranges are dropped (read as missing), never coerced.
     """
-    data = json_object(text)
+    data = json_object(text, inside_fences=False)
     if data is None:
         data = _labelled_lines(text)  # servers without JSON modes may answer "Expression: fear" lines
     if data is None:

@@ -28,7 +28,7 @@ import PIL.Image
 from seke_hf.evaluate.scoring import ERROR, questions, read_prediction, reference_rows, score, write_predictions
 from seke_hf.evaluate.tasks import ANSWER_FORMATS, FEAB_PROMPT_VERSION, TASK_NAMES, check_tasks, get_task
 from seke_hf.llm import ChatBackend, Request, RequestCache, RequestFailed, image_data_url, open_image, request_key
-from seke_hf.llm.cache import CACHE_FILE, default_cache_dir
+from seke_hf.urls import public_url
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +123,7 @@ async def arun(
     settings = EvaluationSettings.of(model, base_url, api_key, **options)
     if settings.limit is not None:
         dataset = _head(dataset, settings.limit)
-    cache_dir = settings.cache_dir or default_cache_dir()
-    cache = RequestCache(os.path.join(cache_dir, CACHE_FILE)) if settings.use_cache else None
+    cache = RequestCache.in_folder(settings.cache_dir) if settings.use_cache else None
     backend = ChatBackend(
         settings.model,
         settings.base_url,
@@ -149,7 +148,7 @@ async def arun(
         write_predictions(records, settings.predictions_path)
     info = {
         "model": settings.model,
-        "endpoint": backend.endpoint,
+        "endpoint": public_url(backend.endpoint),
         "answer_format": asker.answer_format,
         "prompt_version": FEAB_PROMPT_VERSION,
         "temperature": settings.temperature,

@@ -16,17 +16,21 @@ DECIMAL = r"[+\-]?(?:\d+(?:\.\d*)?|\.\d+)"
 """A number as models write one in prose: optional sign, digits, optional decimals (no exponent, no `nan`)."""
 
 _DECIMAL = re.compile(DECIMAL)
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.IGNORECASE | re.DOTALL)
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 
-def json_object(text: str | None) -> dict[str, Any] | None:
+def json_object(text: str | None, *, inside_fences: bool = True) -> dict[str, Any] | None:
     """The JSON object a reply holds, or None: the whole reply, else a fenced block (```json ... ```), else the text
-    from the first `{` to the last `}` (an object with prose around it). The first candidate that parses wins."""
+    from the first `{` to the last `}` (an object with prose around it). The first candidate that parses wins.
+
+    `inside_fences`: also look for an object among prose inside a fenced block. SV-UAMC reads without it (as its
+    cached answers were always read, so they keep their votes); the FEAB parser with it.
+    """
     if not text:
         return None
     candidates = [text]
     for fenced in _FENCE.findall(text):
-        candidates += [fenced, _braced(fenced)]
+        candidates += [fenced, _braced(fenced)] if inside_fences else [fenced]
     candidates.append(_braced(text))
     for candidate in candidates:
         if not candidate:

@@ -63,6 +63,9 @@ _FORMAT_LEVELS = ("json_schema", "json_object", "none")
 
 @dataclass
 class Completion:
+    """The answer to one `Request`: a text (or None) and a refusal (or None) per choice, its tokens and cost in
+    HTTP requests (`n` where the server refused `n` > 1), and whether it came from the cache."""
+
     choices: list[str | None]
     usage: Usage = field(default_factory=Usage)
     requests: int = 1
