@@ -100,8 +100,8 @@ def test_max_cost_and_estimate(corpora_root, truth, tmp_path, capsys):
         assert batch == pytest.approx(online / 2, rel=0.02) and online > 0
         assert paid["requests"] > 0 and not (tmp_path / "out").exists()
 
-        rows = int(match.group(1))
-        cap = online / rows * 12 * 0.3  # the 12 rows of this build (6 FEID, 6 FEAB) would cost ~ online / rows * 12
+        total_rows = int(match.group(1))
+        cap = online / total_rows * 12 * 0.3  # this build has 12 rows (6 FEID, 6 FEAB): ~ online / total_rows * 12
         assert build(*argv, "--out", str(tmp_path / "out"), "--max-cost", f"{cap:.6f}") == 0
         spent = Prices().cost(
             server.stats()["prompt_tokens"], server.stats()["cached_tokens"], server.stats()["completion_tokens"]
@@ -109,5 +109,4 @@ def test_max_cost_and_estimate(corpora_root, truth, tmp_path, capsys):
         statuses = [row["status_reason"] for rows in labels(tmp_path / "out").values() for row in rows]
         assert any(reason.startswith("budget") for reason in statuses)
         assert spent - Prices().cost(paid["prompt_tokens"], paid["cached_tokens"], paid["completion_tokens"]) <= cap
-        assert build(*argv, "--out", str(tmp_path / "more"), "--max-cost", "100") == 0
-    assert not any(row["status"] == "failed" for rows in labels(tmp_path / "more").values() for row in rows)
+    # (a re-run with a larger budget continues from the cache: tests/test_batch.py, online and in batch mode)
