@@ -119,9 +119,7 @@ class BatchRun:
         if self.state.cost_model:
             self.budget.model.merge(CostModel(**self.state.cost_model))
         self._client: BatchClient | None = None
-        self._earlier = dict(
-            self.state.answered
-        )  # read back by earlier processes: added to this one's tally at the end
+        self._earlier = dict(self.state.answered)  # read back by earlier processes: joins this tally at the end
         self._shown: dict[str, tuple[str, str]] = {}
         self._requests: dict[str, Request] = {}  # sent by this process: their answers calibrate the projection
         self._pending: list[int] = list(range(len(dataset)))
@@ -153,7 +151,7 @@ class BatchRun:
                 if not self.collector.collected:
                     break
                 self._submit_round()
-                if self.options.export_dir is not None or not self.options.wait:
+                if self.state.submissions and (self.options.export_dir is not None or not self.options.wait):
                     raise BatchPending(self._waiting())
             self.collector.closed = True
             annotator.runtime.progress = saved[1]
