@@ -297,3 +297,10 @@ def test_budget_in_batch_mode_counts_batch_prices(server, partial, online, tmp_p
     again = annotator(server, tmp_path / "cache", batch=batch(), max_cost=cap * 4).annotate(partial, batch_size=8)
     assert first["requests"] + server.stats()["batch"]["requests"] == online_requests
     assert rows(again) == rows(whole) == expected
+
+
+def test_a_budget_too_small_for_any_request_sends_nothing_and_ends_every_row(server, partial, tmp_path):
+    ann = annotator(server, tmp_path, batch=batch(wait=False), max_cost=0.0001)
+    out = ann.annotate(partial, batch_size=8)  # nothing to wait for: no BatchPending
+    assert set(out["status"]) == {"failed"} and all(r.startswith("budget") for r in out["status_reason"])
+    assert server.stats()["batch"]["requests"] == 0 and ann.budget.spent == 0
