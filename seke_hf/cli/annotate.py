@@ -4,6 +4,10 @@
     seke-hf annotate --data saved_rafdb/ --out rafdb_feid/ --base-url http://127.0.0.1:8000/v1 --max-samples 8
     seke-hf annotate --data org/faces --split train --out faces_annotated/
     seke-hf annotate --data rafdb --data-dir /data/RAF-DB --config basic --out rafdb_annotated/
+    seke-hf annotate --data faces/ --out s3://lab/faces-annotated --engine ray --address auto --workers 16
+
+With --engine ray, Ray actors annotate (pip install "seke-hf[ray]"; see seke_hf.scale) and --out receives Parquet
+shards, out/data/{split}-NNNNN-of-NNNNN.parquet, which datasets.load_dataset(out) reads.
 
 The API key comes from OPENAI_API_KEY (never from the command line, where it would land in shell histories).
 """
@@ -21,7 +25,7 @@ import datasets
 
 from seke_hf.annotate.batch_run import BatchPending
 from seke_hf.cli import CLIError
-from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args, report_pending
+from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args, report_failed_rows, report_pending
 from seke_hf.schema import LEVELS
 
 logger = logging.getLogger(__name__)
@@ -52,6 +56,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "while the batch's slowest rows finish their extra rounds",
     )
     p.add_argument("--num-proc", type=int, default=None)
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="annotate in this process or on Ray")
+    p.add_argument("--address", default=None, help="Ray cluster to join (auto: this machine's); default: start one")
+    p.add_argument("--workers", type=int, default=2, help="Ray actors, each with --max-concurrency requests in flight")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=run)
 
@@ -92,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     data = load_data(args.data, args.split, config=args.config, data_dir=args.data_dir)
     annotator = annotator_from_args(args, image_column=args.image_column)
+    if args.engine == "ray":
+        from seke_hf.scale import ray_annotate
+
+        ray_annotate.connect(args.address)
     out = datasets.DatasetDict()
     try:
         for name, ds in data.items():
@@ -99,9 +110,16 @@ def run(args: argparse.Namespace) -> int:
                 ds = ds.select(range(min(args.limit, len(ds))))
             if args.image_column not in ds.column_names:
                 raise CLIError(f"split {name!r} has no column {args.image_column!r} (columns: {ds.column_names})")
-            out[name] = annotator.annotate(
-                ds, batch_size=args.batch_size, num_proc=args.num_proc, desc=f"SV-UAMC {name}"
-            )
+            if args.engine == "ray":
+                annotated = ray_annotate.annotate_with_ray(
+                    ds, annotator, workers=args.workers, batch_size=args.batch_size
+                )
+                shards = ray_annotate.write_shards(annotated, args.out, split=name)
+                out[name] = ray_annotate.read_shards(shards, columns=REPORTED)
+            else:
+                out[name] = annotator.annotate(
+                    ds, batch_size=args.batch_size, num_proc=args.num_proc, desc=f"SV-UAMC {name}"
+                )
             logger.info("%s: %s", name, report(out[name]))
     except BatchPending as pending:
         annotator.close()
@@ -112,10 +130,19 @@ def run(args: argparse.Namespace) -> int:
     if args.max_cost is not None or annotator.runtime.batch is not None:
         logger.info("budget: %s", annotator.budget.summary())
     annotator.close()
-    os.makedirs(args.out, exist_ok=True)
-    out.save_to_disk(args.out)
+    if args.engine == "local":
+        os.makedirs(args.out, exist_ok=True)
+        out.save_to_disk(args.out)
     logger.info("saved to %s", args.out)
+    statuses = Counter(status for ds in out.values() for status in ds["status"])
+    # with --max-cost, rows the budget did not reach are expected: reported, not an error
+    allow = args.allow_failures or args.max_cost is not None
+    report_failed_rows("annotate", statuses["failed"], statuses.total(), allow)
     return 0
+
+
+REPORTED = ["status", "provenance", "mc_samples", "requests"]
+"""The columns `report` reads."""
 
 
 def report(ds: datasets.Dataset) -> str:

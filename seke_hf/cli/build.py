@@ -19,7 +19,7 @@ import datasets
 
 from seke_hf.annotate.batch_run import BatchPending
 from seke_hf.cli import CLIError
-from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args, report_pending
+from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args, report_failed_rows, report_pending
 from seke_hf.corpora import CORPORA
 from seke_hf.selection import SelectionParams
 
@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     except BatchPending as pending:
         return report_pending("build", pending)
     print(render_summary(result.summary, result.out))
+    # with --max-cost, rows the budget did not reach are expected: reported, not an error
+    _report_failures(result.summary, args.allow_failures or args.max_cost is not None)
     return 0
 
 
@@ -132,6 +134,12 @@ def _estimate(args: argparse.Namespace, sources: tuple[str, ...]) -> int:
     parts = {kind: splits[split] for kind, split in KINDS.items()}
     print(estimate_cost(annotator_from_args(args), parts, rows=args.estimate, batch_size=args.batch_size).render())
     return 0
+
+
+def _report_failures(summary: dict, allow: bool) -> None:
+    counts = [entry.get("status") or {} for entry in summary["datasets"].values()]
+    failed, total = sum(c.get("failed", 0) for c in counts), sum(sum(c.values()) for c in counts)
+    report_failed_rows("build", failed, total, allow)
 
 
 def _selection_params(args: argparse.Namespace) -> SelectionParams:
