@@ -257,8 +257,12 @@ class SVUAMCAnnotator:
     @property
     def paid_prices(self) -> Prices:
         """What answers cost in this mode: `batch_prices` (default: half of `prices`) in batch mode."""
+        return self.prices_for(batch=self.runtime.batch is not None)
+
+    def prices_for(self, *, batch: bool) -> Prices:
+        """The prices of answers bought online, or through the Batch API."""
         rt = self.runtime
-        return (rt.batch_prices or rt.prices.batch()) if rt.batch is not None else rt.prices
+        return (rt.batch_prices or rt.prices.batch()) if batch else rt.prices
 
     def _run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Run on the annotator's own event loop thread (works whether or not the caller has a running loop)."""

@@ -81,9 +81,7 @@ def estimate_cost(
     online.runtime.batch = None
     online._init_runtime()
     total = sum(len(ds) for ds in parts.values()) or 1
-    estimate = CostEstimate(
-        {}, annotator.runtime.prices, annotator.runtime.batch_prices or annotator.runtime.prices.batch()
-    )
+    estimate = CostEstimate({}, annotator.prices_for(batch=False), annotator.prices_for(batch=True))
     try:
         for name, ds in parts.items():
             k = min(len(ds), max(1, round(rows * len(ds) / total))) if len(ds) else 0
