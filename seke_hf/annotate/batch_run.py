@@ -98,8 +98,11 @@ def state_path(annotator: SVUAMCAnnotator, job: str) -> Path:
 
 
 def job_id(annotator: SVUAMCAnnotator, dataset: datasets.Dataset) -> str:
-    """The same annotator settings over the same data are the same job, in any process."""
-    return Hasher.hash([Hasher.hash(annotator), dataset._fingerprint])[:16]
+    """The same annotator settings over the same data are the same job, in any process. Only the settings count:
+    marks that change the annotator's `datasets` fingerprint as rows fail (deferred rows fail in every pass) do not
+    make a new job."""
+    settings = {k: v for k, v in annotator.__getstate__().items() if not k.startswith("_")}
+    return Hasher.hash([settings, dataset._fingerprint])[:16]
 
 
 class BatchRun:
