@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 from datasets.utils._dill import pklregister
 
 from seke_hf.annotate import prompts, svuamc
+from seke_hf.annotate.batch_run import BatchOptions, annotate_in_batches, fingerprint_outcome
 from seke_hf.annotate.svuamc import AU_LEVEL, EXPRESSION, VALENCE_AROUSAL, Sample, SVUAMCConfig
 from seke_hf.knowledge import consistency
 from seke_hf.llm import (
@@ -54,6 +55,7 @@ from seke_hf.llm import (
     image_data_url,
     read_number,
 )
+from seke_hf.llm.budget import Budget
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS, NOT_ANNOTATED
 
 logger = logging.getLogger(__name__)
@@ -83,6 +85,9 @@ class _RuntimeSettings:
     max_retries: int = 6
     backoff: float = 1.0
     progress: bool = True
+    batch: BatchOptions | None = None
+    max_cost: float | None = None
+    batch_prices: Prices | None = None
 
 
 def _constant() -> None:
@@ -160,7 +165,10 @@ class SVUAMCAnnotator:
     `consistency_threshold` (a label set must score above it) and `on_inconsistent` ("fallback", "reject", "keep")
     for the knowledge check, `max_uncertainty` per level (merged into the defaults). `knowledge` replaces the system
     prompt's knowledge block. Runtime only (outside the fingerprint): `api_key`, `cache_dir`, `max_concurrency`,
-    `timeout`, `max_retries`, `backoff`, `progress`.
+    `timeout`, `max_retries`, `backoff`, `progress`, and how answers are bought: `batch` (True or a `BatchOptions`:
+    each sampling round of all rows as one Batch API job at `batch_prices`, by default half of `prices`; see
+    `batch_run`) and `max_cost` (US dollars this run may spend; requests that would pass it are not sent and their
+    rows end `failed`, reason "budget").
     """
 
     def __init__(
@@ -193,6 +201,9 @@ class SVUAMCAnnotator:
         backoff: float = 1.0,
         prices: Prices | None = None,
         progress: bool = True,
+        batch: bool | BatchOptions = False,
+        max_cost: float | None = None,
+        batch_prices: Prices | None = None,
         knowledge: str | None = None,
     ) -> None:
         self.model = model
@@ -228,6 +239,9 @@ class SVUAMCAnnotator:
             timeout=timeout,
             max_retries=max_retries,
             backoff=backoff,
+            batch=BatchOptions() if batch is True else batch or None,
+            max_cost=max_cost,
+            batch_prices=batch_prices,
             progress=progress,
         )
         self._init_runtime()
@@ -235,6 +249,7 @@ class SVUAMCAnnotator:
     # -- runtime state, never pickled ------------------------------------------------------------------------------
     def _init_runtime(self) -> None:
         self._backend: ChatBackend | None = None
+        self._budget: Budget | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._progress: Any = None
@@ -270,9 +285,28 @@ class SVUAMCAnnotator:
                 max_retries=rt.max_retries,
                 backoff=rt.backoff,
                 cache=RequestCache.in_folder(rt.cache_dir),
-                prices=self.prices,
+                prices=self.paid_prices,
             )
+            if rt.max_cost is not None:
+                self._backend.gate = self.budget
         return self._backend
+
+    @property
+    def budget(self) -> Budget:
+        """What this process spent (and may spend: `max_cost`), reserved before each request is sent."""
+        if self._budget is None:
+            self._budget = Budget(self.runtime.max_cost, self.paid_prices)
+        return self._budget
+
+    @property
+    def paid_prices(self) -> Prices:
+        """What answers cost in this mode: `batch_prices` (default: half of `prices`) in batch mode."""
+        return self.prices_for(batch=self.runtime.batch is not None)
+
+    def prices_for(self, *, batch: bool) -> Prices:
+        """The prices of answers bought online, or through the Batch API."""
+        rt = self.runtime
+        return (rt.batch_prices or self.prices.batch()) if batch else self.prices
 
     def _run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Run on the annotator's own event loop thread (works whether or not the caller has a running loop)."""
@@ -305,17 +339,22 @@ class SVUAMCAnnotator:
     ) -> datasets.Dataset:
         """`dataset.map(self, ...)` done the way that keeps requests flowing: prefetched in a single process, with
         `output_features` so a plain dataset gets a ClassLabel expression. The same output as a bare `map`.
+        With `batch`, through the Batch API (`batch_run`); with `max_cost`, in one process (one budget).
 
         The prefetch starts with the map's first batch, so a result `datasets` serves from its cache starts none. A
         cached result holding `failed` rows is never returned as final: it is computed again (answers already
         received come from the request cache; the failed rows are asked again).
         """
+        if self.runtime.batch is not None:
+            return annotate_in_batches(self, dataset, batch_size=batch_size, desc=desc)
+        if self.runtime.max_cost is not None and num_proc:
+            raise ValueError("max_cost needs a single process (one budget): drop num_proc")
         started = time.time()
         result = self._map(dataset, batch_size, num_proc, desc)
         if _failed_rows(result) and not _written_since(result, started):
             logger.info("SV-UAMC: the cached result of this map holds failed rows: annotating again to retry them")
             result = self._map(dataset, batch_size, num_proc, desc, load_from_cache_file=False)
-        return result
+        return fingerprint_outcome(result)
 
     def _map(
         self, dataset: datasets.Dataset, batch_size: int, num_proc: int | None, desc: str, **kwargs: Any
@@ -407,9 +446,10 @@ class SVUAMCAnnotator:
     def usage_summary(self, since: float | None = None) -> str:
         """Requests, tokens (with the provider-cached share) and estimated cost: of this process so far, or, with
         `since` (a `time.time()`), of everything fetched since then by every process (`num_proc` workers too)."""
-        if since is None:
-            return self.backend.summary()
-        return self.backend.summary(self.backend.fetched_since(since))
+        summary = self.backend.summary(None if since is None else self.backend.fetched_since(since))
+        if self.runtime.max_cost is not None or self.runtime.batch is not None:
+            summary += f"; budget: {self.budget.summary()}"
+        return summary
 
     # -- the map function ------------------------------------------------------------------------------------------
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list[pa.Scalar]]:

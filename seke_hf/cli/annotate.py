@@ -23,8 +23,9 @@ from pathlib import Path
 
 import datasets
 
+from seke_hf.annotate.batch_run import BatchPending
 from seke_hf.cli import CLIError
-from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args, report_failed_rows
+from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args, report_failed_rows, report_pending
 from seke_hf.schema import LEVELS
 
 logger = logging.getLogger(__name__)
@@ -103,30 +104,40 @@ def run(args: argparse.Namespace) -> int:
 
         ray_annotate.connect(args.address)
     out = datasets.DatasetDict()
-    for name, ds in data.items():
-        if args.limit is not None:
-            ds = ds.select(range(min(args.limit, len(ds))))
-        if args.image_column not in ds.column_names:
-            raise CLIError(f"split {name!r} has no column {args.image_column!r} (columns: {ds.column_names})")
-        if args.engine == "ray":
-            annotated = ray_annotate.annotate_with_ray(ds, annotator, workers=args.workers, batch_size=args.batch_size)
-            shards = ray_annotate.write_shards(annotated, args.out, split=name)
-            out[name] = ray_annotate.read_shards(shards, columns=REPORTED)
-        else:
-            out[name] = annotator.annotate(
-                ds, batch_size=args.batch_size, num_proc=args.num_proc, desc=f"SV-UAMC {name}"
-            )
-        logger.info("%s: %s", name, report(out[name]))
+    try:
+        for name, ds in data.items():
+            if args.limit is not None:
+                ds = ds.select(range(min(args.limit, len(ds))))
+            if args.image_column not in ds.column_names:
+                raise CLIError(f"split {name!r} has no column {args.image_column!r} (columns: {ds.column_names})")
+            if args.engine == "ray":
+                annotated = ray_annotate.annotate_with_ray(
+                    ds, annotator, workers=args.workers, batch_size=args.batch_size
+                )
+                shards = ray_annotate.write_shards(annotated, args.out, split=name)
+                out[name] = ray_annotate.read_shards(shards, columns=REPORTED)
+            else:
+                out[name] = annotator.annotate(
+                    ds, batch_size=args.batch_size, num_proc=args.num_proc, desc=f"SV-UAMC {name}"
+                )
+            logger.info("%s: %s", name, report(out[name]))
+    except BatchPending as pending:
+        annotator.close()
+        return report_pending("annotate", pending)
     fetched = annotator.backend.fetched_since(started)  # every process's answers, num_proc workers included
     fetched.cache_hits = max(sum(sum(ds["requests"]) for ds in out.values()) - fetched.requests, 0)
     logger.info("usage: %s", annotator.backend.summary(fetched))
+    if args.max_cost is not None or annotator.runtime.batch is not None:
+        logger.info("budget: %s", annotator.budget.summary())
     annotator.close()
     if args.engine == "local":
         os.makedirs(args.out, exist_ok=True)
         out.save_to_disk(args.out)
     logger.info("saved to %s", args.out)
     statuses = Counter(status for ds in out.values() for status in ds["status"])
-    report_failed_rows("annotate", statuses["failed"], statuses.total(), args.allow_failures)
+    # with --max-cost, rows the budget did not reach are expected: reported, not an error
+    allow = args.allow_failures or args.max_cost is not None
+    report_failed_rows("annotate", statuses["failed"], statuses.total(), allow)
     return 0
 
 

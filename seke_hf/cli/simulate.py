@@ -64,6 +64,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     faults.add_argument(
         "--no-structured-output", action="store_true", help="reject response_format, like servers without schemas"
     )
+    batches = parser.add_argument_group("Batch API (/v1/files, /v1/batches)")
+    batches.add_argument(
+        "--batch-delay", type=float, default=0.0, metavar="SECONDS", help="time from batch creation to completion"
+    )
+    batches.add_argument("--batch-line-error", type=float, default=0.0, metavar="RATE", help="batch lines that error")
     parser.set_defaults(func=run)
     return parser
 
@@ -103,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
         timeout_delay=args.timeout_delay,
         max_n=args.max_n,
         structured_output=not args.no_structured_output,
+        batch_delay=args.batch_delay,
+        batch_line_error=args.batch_line_error,
         **noise,
     )
     server.start()

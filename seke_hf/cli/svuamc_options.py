@@ -30,12 +30,60 @@ def add_svuamc_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-max-side", type=int, default=512, help="images are resized to this longer side")
     p.add_argument("--cache-dir", default=None, help="request cache (default: SEKE_HF_CACHE or ~/.cache/seke_hf)")
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even when most rows failed to annotate")
+    add_cost_arguments(p)
+
+
+def add_cost_arguments(p: argparse.ArgumentParser) -> None:
+    """How answers are bought: the Batch API (half price, within 24 h) or offline files, and a spending cap."""
+    g = p.add_argument_group("batch mode and budget")
+    g.add_argument(
+        "--batch",
+        action="store_true",
+        help="send each sampling round of all rows as one Batch API job (half price; resumable)",
+    )
+    g.add_argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="with --batch: submit the next round and exit (exit code 75); run again to pick up",
+    )
+    g.add_argument("--poll-interval", type=float, default=30.0, metavar="SECONDS", help="with --batch: poll period")
+    g.add_argument(
+        "--batch-export",
+        default=None,
+        metavar="DIR",
+        help="write each round's requests as Batch API JSONL here (for vllm run-batch); implies --batch",
+    )
+    g.add_argument(
+        "--batch-import",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read the results of an exported round (repeatable); implies --batch",
+    )
+    g.add_argument(
+        "--max-cost",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="never send what would take this run's spend past USD (rows not reached end failed, "
+        "reason budget; a re-run with a larger budget continues from the cache)",
+    )
 
 
 def annotator_from_args(args: argparse.Namespace, **options: Any) -> SVUAMCAnnotator:
     """The annotator the parsed options describe (the API key comes from OPENAI_API_KEY, never the command line)."""
     from seke_hf.annotate import SVUAMCAnnotator
+    from seke_hf.annotate.batch_run import BatchOptions
 
+    batch = None
+    if args.batch or args.batch_export or args.batch_import:
+        batch = BatchOptions(
+            wait=args.wait,
+            poll_interval=args.poll_interval,
+            export_dir=args.batch_export,
+            import_files=tuple(args.batch_import),
+        )
     return SVUAMCAnnotator(
         model=args.model,
         base_url=args.base_url,
@@ -49,6 +97,8 @@ def annotator_from_args(args: argparse.Namespace, **options: Any) -> SVUAMCAnnot
         image_max_side=args.image_max_side,
         cache_dir=args.cache_dir,
         progress=args.progress,
+        batch=batch or False,
+        max_cost=args.max_cost,
         **options,
     )
 
@@ -65,3 +115,13 @@ def report_failed_rows(command: str, failed: int, total: int, allow: bool) -> No
     if failed * 2 > total and not allow:
         raise CLIError(f"{message}. Pass --allow-failures to accept such a result.")
     logger.warning("seke-hf %s: %s.", command, message)
+
+
+PENDING_EXIT = 75
+"""Exit code of a run that is waiting for batches (EX_TEMPFAIL): `until seke-hf build --batch --no-wait ...; do
+sleep 600; done` loops until the build is written."""
+
+
+def report_pending(command: str, pending: Exception) -> int:
+    print(f"seke-hf {command}: waiting for batches: {pending}", flush=True)
+    return PENDING_EXIT
