@@ -48,6 +48,7 @@ def run_demo(
     """Write synthetic corpora under `out/corpora`, build FEID/FEAB into `out/build`, evaluate into `out/report`."""
     from seke_hf import feid
     from seke_hf.annotate import SVUAMCAnnotator
+    from seke_hf.annotate.backend import PRICE_TABLE
     from seke_hf.evaluate import run as evaluate
     from seke_hf.evaluate import write_report
     from seke_hf.evaluate.report import markdown_report
@@ -66,8 +67,9 @@ def run_demo(
     with _simulator(SimulatedVLLM, truth, seed, port) as server:
         logger.info("simulated vision LLM listening at %s", server.base_url)
         annotator = SVUAMCAnnotator(
-            model=DEMO_MODEL, base_url=server.base_url, api_key=DEMO_API_KEY, cache_dir=out / "cache", progress=progress
-        )
+            model=DEMO_MODEL, base_url=server.base_url, api_key=DEMO_API_KEY, cache_dir=out / "cache",
+            prices=PRICE_TABLE[DEMO_MODEL], progress=progress,
+        )  # fmt: skip
         result = build_datasets(corpora_root, out / "build", annotator=annotator, seed=seed)
         # What a user of the published release sees: plain datasets, no plugin involved in reading.
         reloaded = {kind: datasets.load_dataset(str(out / "build" / "hub" / kind)) for kind in ("feid", "feab")}

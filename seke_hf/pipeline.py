@@ -135,7 +135,8 @@ def annotate_all(
                 "completion": tally.usage.completion_tokens,
                 "cached": tally.usage.cached_tokens,
             },
-            "estimated_cost": round(tally.cost(prices), 4),
+            "estimated_cost": None if (cost := tally.cost(prices)) is None else round(cost, 4),
+            "prices": prices.describe(),
             "answered_from_cache": tally.cache_hits,
         }
     finally:
@@ -222,7 +223,14 @@ def render_summary(summary: dict[str, Any], out: Path) -> str:
         tokens = usage["tokens"]
         lines.append(
             f"  model: {usage['requests']} requests ({usage['answered_from_cache']} answers from cache), tokens "
-            f"{tokens['prompt']} prompt / {tokens['completion']} completion, "
-            f"estimated cost ${usage['estimated_cost']:.2f}"
+            f"{tokens['prompt']} prompt / {tokens['completion']} completion, " + _cost_line(usage)
         )
     return "\n".join(lines)
+
+
+def _cost_line(usage: Mapping[str, Any]) -> str:
+    """ "estimated cost $3.92 at gpt-4o prices (...)", or "not priced" when the prices are unknown."""
+    cost = usage.get("estimated_cost")
+    if cost is None:
+        return "not priced (give prices with --prices or --price-input/--price-output)"
+    return f"estimated cost ${cost:,.2f}" + (f" at {usage['prices']}" if usage.get("prices") else "")

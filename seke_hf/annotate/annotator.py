@@ -368,9 +368,9 @@ class SVUAMCAnnotator:
 
         results = await asyncio.gather(*(one(row) for row in rows))
         if progress is not None:
-            t = self.backend.tally
+            t, prices = self.backend.tally, self.backend.prices
             progress.set_postfix(
-                requests=t.requests, cached=t.cache_hits, cost=f"${t.cost(self.backend.prices):.4f}", refresh=True
+                requests=t.requests, cached=t.cache_hits, cost=prices.format(t.cost(prices), 4), refresh=True
             )
         return results
 

@@ -58,15 +58,49 @@ _FORMAT_LEVELS = ("json_schema", "json_object", "none")
 
 @dataclass(frozen=True)
 class Prices:
-    """US dollars per million tokens. Defaults: GPT-4o list prices (openai.com/api/pricing, 2025)."""
+    """US dollars per million tokens, and the name of the price list, shown beside every estimate so a figure never
+    passes for another provider's. Defaults: GPT-4o list prices (openai.com/api/pricing, 2025).
 
-    input: float = 2.50
-    cached_input: float = 1.25
-    output: float = 10.00
+    `Prices.unknown()` prices nothing (a local model, or a provider whose prices were not given): its cost is None
+    and estimates read "not priced".
+    """
 
-    def cost(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> float:
+    input: float | None = 2.50
+    cached_input: float | None = 1.25
+    output: float | None = 10.00
+    name: str = ""
+
+    @classmethod
+    def unknown(cls) -> Prices:
+        return cls(None, None, None, name="not priced")
+
+    @property
+    def known(self) -> bool:
+        return None not in (self.input, self.cached_input, self.output)
+
+    def cost(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> float | None:
+        if not self.known:
+            return None
         uncached = max(prompt_tokens - cached_tokens, 0)
         return (uncached * self.input + cached_tokens * self.cached_input + completion_tokens * self.output) / 1e6
+
+    def describe(self) -> str:
+        """What the estimates are priced at, e.g. "gpt-4o prices ($2.50 input, $1.25 cached input, ...)"."""
+        if not self.known:
+            return "not priced"
+        rates = f"${self.input:.2f} input, ${self.cached_input:.3g} cached, ${self.output:.2f} output per 1M tokens"
+        return f"{self.name} prices ({rates})" if self.name else rates
+
+    def format(self, cost: float | None, digits: int = 2) -> str:
+        """A cost for people: "$3.92", or "not priced"."""
+        return "not priced" if cost is None or not self.known else f"${cost:,.{digits}f}"
+
+
+PRICE_TABLE: dict[str, Prices] = {
+    "gpt-4o": Prices(2.50, 1.25, 10.00, name="gpt-4o"),
+    "gpt-4o-mini": Prices(0.15, 0.075, 0.60, name="gpt-4o-mini"),
+}
+"""Named price lists (OpenAI list prices, 2025), for `--prices NAME` and models on OpenAI's endpoint."""
 
 
 @dataclass
@@ -108,7 +142,7 @@ class Tally:
     usage: Usage = field(default_factory=Usage)
     cached_usage: Usage = field(default_factory=Usage)  # tokens of answers read from the cache (not paid again)
 
-    def cost(self, prices: Prices) -> float:
+    def cost(self, prices: Prices) -> float | None:
         return prices.cost(self.usage.prompt_tokens, self.usage.cached_tokens, self.usage.completion_tokens)
 
 
@@ -290,7 +324,8 @@ class ChatBackend:
             f"{t.requests} requests sent ({t.choices} choices, {t.retries} retries, {t.failures} failed), "
             f"{t.cache_hits} answered from cache; tokens: {t.usage.prompt_tokens} prompt "
             f"({t.usage.cached_tokens} cached by the provider), {t.usage.completion_tokens} completion; "
-            f"estimated cost ${t.cost(self.prices):.4f}"
+            f"estimated cost {self.prices.format(t.cost(self.prices), 4)}"
+            + (f" at {self.prices.describe()}" if self.prices.known else "")
         )
 
     # -- fallbacks -------------------------------------------------------------------------------------------------

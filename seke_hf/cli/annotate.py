@@ -3,7 +3,7 @@
     seke-hf annotate --data imagefolder:faces/ --out annotated/ --model gpt-4o
     seke-hf annotate --data saved_rafdb/ --out rafdb_feid/ --base-url http://127.0.0.1:8000/v1 --max-samples 8
     seke-hf annotate --data org/faces --split train --out faces_annotated/
-    seke-hf annotate --data rafdb --data-dir /data/RAF-DB --config basic --out rafdb_annotated/
+    seke-hf annotate --data rafdb --data-dir /data/RAF-DB --config original --out rafdb_annotated/
 
 The API key comes from OPENAI_API_KEY (never from the command line, where it would land in shell histories).
 """
@@ -51,7 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "while the batch's slowest rows finish their extra rounds",
     )
     p.add_argument("--num-proc", type=int, default=None)
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars (neither ours nor those of datasets' map and save)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -89,6 +90,8 @@ def load_data(
 
 def run(args: argparse.Namespace) -> int:
     started = time.time()
+    if not args.progress:
+        datasets.disable_progress_bars()
     data = load_data(args.data, args.split, config=args.config, data_dir=args.data_dir)
     annotator = annotator_from_args(args, image_column=args.image_column)
     out = datasets.DatasetDict()
