@@ -16,6 +16,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import datasets
 
@@ -102,14 +103,27 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"split {name!r} has no column {args.image_column!r} (columns: {ds.column_names})")
         out[name] = annotator.annotate(ds, batch_size=args.batch_size, num_proc=args.num_proc, desc=f"SV-UAMC {name}")
         logger.info("%s: %s", name, report(out[name]))
-    fetched = annotator.backend.fetched_since(started)  # every process's answers, num_proc workers included
-    fetched.cache_hits = max(sum(sum(ds["requests"]) for ds in out.values()) - fetched.requests, 0)
-    logger.info("usage: %s", annotator.backend.summary(fetched))
+    logger.info("usage: %s", usage_line(annotator, out, started, args.num_proc))
     annotator.close()
     os.makedirs(args.out, exist_ok=True)
     out.save_to_disk(args.out)
     logger.info("saved to %s", args.out)
     return 0
+
+
+def usage_line(annotator: Any, out: datasets.DatasetDict, started: float, num_proc: int | None) -> str:
+    """What this run sent, counted as it was sent (retries and failures included), or, when `datasets` returned
+    every split from its cache of an earlier identical run, that no request was made at all."""
+    backend = annotator.backend
+    if num_proc is not None and num_proc > 1:
+        # Each worker counts in its own process: read their answers back from the shared request cache instead.
+        fetched = backend.fetched_since(started)
+        fetched.cache_hits = max(sum(sum(ds["requests"]) for ds in out.values()) - fetched.requests, 0)
+        return backend.summary(fetched) + f" (answers of {num_proc} processes; their retries are not counted)"
+    tally = backend.tally
+    if tally.requests == tally.cache_hits == tally.reused == 0 and any(len(ds) for ds in out.values()):
+        return "no request: datasets returned the annotated rows from its cache of an identical earlier run"
+    return backend.summary(tally)
 
 
 def report(ds: datasets.Dataset) -> str:
