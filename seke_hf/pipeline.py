@@ -184,7 +184,7 @@ def summarize(
                 for source in per_source
             }
             entry["rejected_examples"] = [
-                {"sample_id": row["sample_id"], "reason": row["status_reason"]}
+                {"sample_id": row["sample_id"], "status": row["status"], "reason": row["status_reason"]}
                 for row in labels
                 if row["status"] in ("rejected", "failed")
             ][:10]
@@ -202,7 +202,10 @@ def _level_cell(level: str, labelled: int, origin: dict[str, int] | None) -> str
 
 
 def render_summary(summary: dict[str, Any], out: Path) -> str:
+    failed = sum(entry.get("status", {}).get("failed", 0) for entry in summary["datasets"].values())
     lines = [f"seke-hf build: done, written to {out}"]
+    if failed:
+        lines[0] += f"; {failed} rows failed (their requests kept failing): run the same command again to retry them"
     for kind, entry in summary["datasets"].items():
         sources = ", ".join(f"{s} {n}" for s, n in entry["per_source"].items())
         lines.append(f"  {kind.upper()}: {entry['rows']} rows ({sources})")
@@ -213,7 +216,7 @@ def render_summary(summary: dict[str, Any], out: Path) -> str:
         if "status" in entry:
             lines.append("    status: " + ", ".join(f"{k} {v}" for k, v in sorted(entry["status"].items())))
             for example in entry["rejected_examples"][:3]:
-                lines.append(f"    rejected {example['sample_id']}: {example['reason']}")
+                lines.append(f"    {example.get('status', 'rejected')} {example['sample_id']}: {example['reason']}")
         if entry["released_rows"] != entry["rows"]:
             lines.append(
                 f"    {entry['rows'] - entry['released_rows']} rows without any label left out of the chat data"

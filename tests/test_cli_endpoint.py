@@ -110,3 +110,16 @@ def test_simulate_serves_the_faces_a_build_of_the_root_asks_about(tmp_path):
     assert set(rows["source"]) == {"ckplus", "rafdb", "affectnet", "disfa", "bp4d", "affwild2"}
     with pytest.raises(CLIError, match="not a folder"):
         _selected_rows(tmp_path / "nowhere")
+
+
+def test_failed_rows_are_not_called_rejected():
+    examples = [
+        {"sample_id": "rafdb/1", "status": "failed", "reason": "gave up after 7 attempts: Error code: 500"},
+        {"sample_id": "rafdb/2", "status": "rejected", "reason": "AU12 contradicts the human expression"},
+    ]
+    entry = {"rows": 3, "per_source": {"rafdb": 3}, "levels": {}, "released_rows": 3,
+             "status": {"accepted": 1, "failed": 1, "rejected": 1}, "rejected_examples": examples}  # fmt: skip
+    text = render_summary({"datasets": {"feid": entry}, "usage": {}}, "out")
+    assert "    failed rafdb/1: gave up" in text and "    rejected rafdb/2: AU12" in text
+    assert "rejected rafdb/1" not in text
+    assert "1 rows failed" in text.splitlines()[0] and "again to retry them" in text.splitlines()[0]
