@@ -2,14 +2,15 @@
 
 What stands in for what a newcomer has (and nothing else is changed):
 
-- **corpora**: the demo's synthetic raw trees (`seke_hf.synthetic`, small), written once; `/data/faces` and
-  `~/data/<corpus>` (or `/data/<corpus>`) in a block become that folder and its corpus folders;
+- **corpora**: the synthetic raw trees of `seke-hf demo --small`, run once (its output is also checked against the
+  README's "What it prints", shape not numbers); `/data/faces` and `~/data/<corpus>` (or `/data/<corpus>`) in a
+  block become that folder and its corpus folders;
 - **the vision LLM**: the simulator (`seke_hf.simulate.SimulatedVLLM`) knowing those faces, reached over real HTTP
   through `OPENAI_BASE_URL` (so `--model gpt-4o` talks to it) and in place of `http://127.0.0.1:8000`;
 - **the Hub**: `tests/hub_server.py` behind `HF_ENDPOINT`, with a user (`HF_TOKEN`) owning `org/` and `my-org/`;
   the datasets a block reads from the Hub (`org/feab`, `org/feid-labels`, `org/some-faces`) are published to it first;
 - **files a block names as the reader's own**: `feid_annotations.parquet`, predictions JSONL made elsewhere, folders
-  of unlabelled faces: made from a build of the synthetic corpora.
+  of unlabelled faces: made from the demo's build.
 
 The blocks run in one working folder, in README order, so a block sees what earlier ones wrote (the publishing
 example runs after the `seke-hf build` above it). Python blocks of one `##` section share their variables, as in
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -113,7 +114,7 @@ class Stage:
     corpora: Path  # the synthetic corpora, in their raw layouts
     model_url: str  # the simulator's base URL (ends in /v1)
     truth: Path  # its truth table, for the `seke-hf simulate --truth` examples
-    servers: list[subprocess.Popen] = field(default_factory=list)
+    demo_output: str = ""  # what `seke-hf demo --small` printed
 
     def substitute(self, source: str, model_port: str) -> str:
         """The block as it runs here: the reader's corpora folders and local server port replaced by ours."""
@@ -134,20 +135,22 @@ def _free_port() -> int:
 def stage(tmp_path_factory) -> Iterator[Stage]:
     from seke_hf import feid
     from seke_hf.simulate import SimulatedVLLM, truth_from_dataset
-    from seke_hf.synthetic.corpora import write_corpora
 
     root = tmp_path_factory.mktemp("readme")
-    work, corpora = root / "work", root / "corpora"
+    work, demo = root / "work", root / "demo"
     work.mkdir()
-    write_corpora(corpora, small=True)
+    command = [sys.executable, "-m", "seke_hf", "demo", "--out", str(demo), "--small", "--no-progress", "--port", "0"]
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    corpora = demo / "corpora"
     human, _ = feid.build(corpora)
     truth = truth_from_dataset(datasets.concatenate_datasets([human["train"], human["test"]]))
     truth.save(root / "truth.jsonl")
     hub = shared_server()
     hub.add_user("readme-reader", TOKEN, orgs=("org", "my-org"))
     with SimulatedVLLM(truth=truth) as server, _environment(server.base_url, hub.endpoint):
-        stage = Stage(work, corpora, server.base_url, root / "truth.jsonl")
-        _readers_own_files(stage, root / "prepared")
+        stage = Stage(work, corpora, server.base_url, root / "truth.jsonl", shown.stdout)
+        _readers_own_files(stage, demo / "build", root)
         yield stage
 
 
@@ -166,16 +169,13 @@ def _environment(model_url: str, hub_endpoint: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _readers_own_files(stage: Stage, prepared: Path) -> None:
-    """What the README assumes the reader already has: a build's annotations, predictions made elsewhere, folders of
-    unlabelled faces, and datasets on the Hub."""
-    from seke_hf.cli import main
+def _readers_own_files(stage: Stage, prepared: Path, scratch: Path) -> None:
+    """What the README assumes the reader already has, from the demo's build: its annotations, predictions made
+    elsewhere, folders of unlabelled faces, and datasets on the Hub."""
     from seke_hf.cli.publish import annotations_copy
     from seke_hf.publish import push
     from seke_hf.release import export_annotations
 
-    build = ["build", "--corpora-root", str(stage.corpora), "--out", str(prepared), "--limit", "12", "--no-progress"]
-    assert main(build) == 0  # a dozen rows of each: enough to read, quick to evaluate
     feid = datasets.load_from_disk(str(prepared / "arrow" / "feid"))["train"]
     feab = datasets.load_from_disk(str(prepared / "arrow" / "feab"))["test"]
     export_annotations(feid).to_parquet(stage.work / "feid_annotations.parquet")
@@ -190,7 +190,7 @@ def _readers_own_files(stage: Stage, prepared: Path) -> None:
         for i, face in enumerate(faces):  # names without "train"/"test", which imagefolder reads as splits
             shutil.copy(face, stage.work / folder / f"face_{i}.jpg")
     push(prepared / "hub" / "feab", "org/feab")
-    push(annotations_copy(prepared / "hub" / "feid", prepared / "feid-labels"), "org/feid-labels")
+    push(annotations_copy(prepared / "hub" / "feid", scratch / "feid-labels"), "org/feid-labels")
     datasets.load_dataset("imagefolder", data_dir=str(stage.work / "faces")).push_to_hub("org/some-faces", private=True)
 
 
@@ -283,6 +283,41 @@ def test_every_block_is_run_or_says_why_not():
     with pytest.raises(ValueError, match="skip \\(why\\)"):
         readme_blocks("<!-- readme-test: ignore -->\n```bash\nls\n```\n")
     assert readme_blocks("<!-- readme-test: skip (needs a GPU) -->\n\n```bash\nvllm\n```\n")[0].skip == "needs a GPU"
+
+
+def readme_demo_output(text: str) -> list[str]:
+    """The lines of the README's "What it prints" block of `seke-hf demo`."""
+    start = text.index("What it prints")
+    body = text[text.index("```\n", start) + 4 :]
+    return body[: body.index("```")].splitlines()
+
+
+def shape(line: str) -> re.Pattern:
+    """A README output line as a pattern: any number where it has a number, any text where it has "...", any folder
+    where it has the demo's default folder."""
+    number, pieces = r"\d[\d,]*(?:\.\d+)?", []
+    for part in re.split(r"(\.\.\.|seke-hf-demo\S*|\d[\d,]*(?:\.\d+)?)", line.rstrip()):
+        if part == "...":
+            pieces.append(".*")
+        elif part.startswith("seke-hf-demo"):
+            pieces.append(r"\S+")
+        elif re.fullmatch(number, part):
+            pieces.append(number)
+        else:
+            pieces.append(re.escape(part))
+    return re.compile("".join(pieces) + "$")
+
+
+def test_the_demo_prints_what_the_readme_shows(stage):
+    printed = [line.rstrip() for line in stage.demo_output.splitlines()]
+    at = 0
+    for line in readme_demo_output(README.read_text()):
+        if line.strip() in ("", "..."):
+            continue
+        pattern = shape(line)
+        found = next((i for i in range(at, len(printed)) if pattern.match(printed[i])), None)
+        assert found is not None, f"the demo no longer prints a line like\n  {line}\nafter\n  {printed[at - 1]}"
+        at = found + 1
 
 
 def test_readme_examples_run(stage, monkeypatch):
