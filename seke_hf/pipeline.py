@@ -222,7 +222,12 @@ def render_summary(summary: dict[str, Any], out: Path) -> str:
                 f"    {entry['rows'] - entry['released_rows']} rows without any label left out of the chat data"
             )
     usage = summary["usage"]
-    if usage:
+    if usage and usage["requests"] == usage["answered_from_cache"] == 0:
+        lines.append(
+            "  model: no request sent: nothing to ask, or datasets returned the annotated rows from its cache of an "
+            "identical earlier run"
+        )
+    elif usage:
         tokens = usage["tokens"]
         lines.append(
             f"  model: {usage['requests']} requests ({usage['answered_from_cache']} answers from cache), tokens "
