@@ -41,9 +41,9 @@ def abridged(stdout: str, out: Path) -> list[str]:
     after its first clause) and the evaluation's expression table reduced to its header and overall row."""
     lines = [line.rstrip().replace(str(out), FOLDER) for line in stdout.splitlines()]
     start = next(i for i, line in enumerate(lines) if line.startswith("seke-hf build: done"))
-    block: list[str] = []
+    block = [lines[start]]
     in_feab = False
-    for line in lines[start:]:
+    for line in lines[start + 1 :]:
         if line.startswith("  FEAB:"):
             block += [line, "    ..."]
             in_feab = True
