@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
+from seke_hf._version import __version__
 from seke_hf.corpora import CORPORA, load_corpus
 from seke_hf.registration import register
 from seke_hf.schema import AUS, EXPRESSIONS, FEATURES

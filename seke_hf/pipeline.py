@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import datasets
 
-from seke_hf import __version__
+from seke_hf._version import __version__
 from seke_hf.corpora import CORPORA
 from seke_hf.release import column_values
 from seke_hf.schema import LEVELS, annotated_levels

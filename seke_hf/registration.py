@@ -16,7 +16,7 @@ from typing import Any
 import datasets.load
 from datasets.packaged_modules import _hash_python_lines
 
-from seke_hf import __version__
+from seke_hf._version import __version__
 
 BUILDER_MODULES: dict[str, str] = {
     "ckplus": "seke_hf.loading_scripts.ckplus",

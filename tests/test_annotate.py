@@ -15,7 +15,7 @@ import pytest
 from annotate_helpers import HIDDEN, hide_one_level, labelled
 
 from seke_hf import SVUAMCAnnotator
-from seke_hf.annotate.cache import RequestCache
+from seke_hf.llm import RequestCache
 from seke_hf.schema import AUS, EXPRESSIONS, FEATURES
 from seke_hf.simulate import SimulatedVLLM
 

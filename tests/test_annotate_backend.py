@@ -7,13 +7,14 @@ import asyncio
 from annotate_helpers import labelled
 
 from seke_hf.annotate import ChatBackend, RequestCache, prompts
+from seke_hf.llm import image_data_url
 from seke_hf.simulate import SimulatedVLLM
 
 SECRET = "sk-test-never-stored-0123456789"
 
 
 def messages(image) -> list[dict]:
-    return prompts.sampling_messages(prompts.system_prompt(), ("expression",), [], prompts.image_data_url(image))
+    return prompts.sampling_messages(prompts.system_prompt(), ("expression",), [], image_data_url(image))
 
 
 def test_cache_retries_refusals_and_secrets(tmp_path):
@@ -48,7 +49,7 @@ def test_cache_retries_refusals_and_secrets(tmp_path):
     assert not first.from_cache and again.from_cache
     assert again.choices == first.choices and again.refusals == first.refusals and again.usage == first.usage
     assert first.choices[0] is None and first.refusals[0]  # a refused choice: no content, the refusal text kept
-    assert all(prompts.parse_answer(text).expression for text in first.choices[1:])
+    assert all(prompts.parse_sample(text).expression for text in first.choices[1:])
     # The static prefix (instructions, knowledge, schema) is cached by the provider from the second request on.
     assert first.usage.cached_tokens == 0 and other.usage.cached_tokens >= 1024
     assert backend.tally.usage.cached_tokens == other.usage.cached_tokens
@@ -73,4 +74,4 @@ def test_refused_n_becomes_parallel_single_choices(tmp_path):
     assert not backend.supports_n
     assert len(completion.choices) == 4 and completion.requests == 4
     assert stats["errors"] == {"400": 1} and stats["completions"] == 4 and stats["choices"] == 4
-    assert all(prompts.parse_answer(text) is not None for text in completion.choices)
+    assert all(prompts.parse_sample(text) is not None for text in completion.choices)

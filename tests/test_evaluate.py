@@ -12,7 +12,15 @@ import sys
 import datasets
 import pytest
 
-from seke_hf.evaluate import load_predictions, markdown_report, run, score, write_predictions, write_report
+from seke_hf.evaluate import (
+    EvaluationSettings,
+    load_predictions,
+    markdown_report,
+    run,
+    score,
+    write_predictions,
+    write_report,
+)
 from seke_hf.schema import AUS, EXPRESSIONS, FEATURES, aus_from_active, empty_row
 from seke_hf.simulate import NoiseModel, SimulatedVLLM, truth_from_dataset
 from seke_hf.simulate.noise import CONFUSIONS
@@ -308,3 +316,18 @@ def test_markdown_report_names_every_source(tmp_path):
     refs = [dict(r) for r in REFERENCES]
     text = markdown_report({"m": score([], refs)})
     assert "| a | m |" in text and "| b | m |" in text
+
+
+def test_settings_are_one_value_built_from_keywords_or_given_whole():
+    settings = EvaluationSettings.of("m", "http://127.0.0.1:1/v1", "sk-secret", tasks="aus", seed=3)
+    assert settings.tasks == ("aus",) and settings.seed == 3 and settings.base_url == "http://127.0.0.1:1/v1"
+    assert EvaluationSettings.of(settings, limit=2) == EvaluationSettings(
+        "m", "http://127.0.0.1:1/v1", "sk-secret", tasks=("aus",), seed=3, limit=2
+    )
+    assert "sk-secret" not in repr(settings)
+    with pytest.raises(ValueError, match="answer_format"):
+        EvaluationSettings("m", answer_format="xml")
+    with pytest.raises(ValueError, match="unknown task"):
+        EvaluationSettings("m", tasks=("emotion",))
+    with pytest.raises(TypeError):
+        EvaluationSettings.of("m", temprature=0.1)  # a misspelt option is an error, not ignored

@@ -8,13 +8,13 @@ import random
 import pytest
 
 from seke_hf.annotate import prompts, svuamc
-from seke_hf.annotate.svuamc import ACTION_UNITS, EXPRESSION, VALENCE_AROUSAL, Sample, SVUAMCConfig
+from seke_hf.annotate.svuamc import AU_LEVEL, EXPRESSION, VALENCE_AROUSAL, Sample, SVUAMCConfig
 from seke_hf.knowledge import consistency
 from seke_hf.schema import AUS
 
 CONFIG = SVUAMCConfig()
 LENIENT = SVUAMCConfig(max_uncertainty={EXPRESSION: 1.0})  # never rejects for disagreement alone
-ALL = (EXPRESSION, VALENCE_AROUSAL, ACTION_UNITS)
+ALL = (EXPRESSION, VALENCE_AROUSAL, AU_LEVEL)
 
 
 def test_prob_greater_is_the_beta_tail():
@@ -133,13 +133,13 @@ def test_verification_settles_only_among_candidates():
 
 def test_contested_aus_take_the_verdict_and_keep_their_uncertainty():
     samples = [Sample(aus=frozenset({"AU12", "AU25"}))] * 3 + [Sample(aus=frozenset({"AU12"}))] * 3
-    agg = svuamc.aggregate(samples, (ACTION_UNITS,), CONFIG)
+    agg = svuamc.aggregate(samples, (AU_LEVEL,), CONFIG)
     contest = svuamc.contest(agg, CONFIG)
     assert contest.aus == ("AU25",)
     decision = svuamc.decide(samples, agg, CONFIG, verdict=Sample(aus=frozenset({"AU25"})), contested=contest)
     assert decision.status == "accepted"
-    assert decision.levels[ACTION_UNITS].value == {"AU12", "AU25"}
-    assert decision.levels[ACTION_UNITS].uncertainty == pytest.approx(1 / len(AUS))
+    assert decision.levels[AU_LEVEL].value == {"AU12", "AU25"}
+    assert decision.levels[AU_LEVEL].uncertainty == pytest.approx(1 / len(AUS))
 
 
 def test_knowledge_picks_the_consistent_candidate_and_rejects_contested_contradictions():
@@ -191,21 +191,21 @@ def test_no_valid_answer_rejects():
 
 
 def test_tolerant_parsing():
-    s = prompts.parse_answer(
+    s = prompts.parse_sample(
         'Sure:\n```json\n{"Expression": "Happiness", "valence": "0.6", "arousal": 2, '
         '"action_units": ["AU06", "au 12", 25, "AU99", "smile"], "description": "smiling"}\n```'
     )
     assert s.expression == "happiness" and s.valence == 0.6 and s.arousal is None  # out of range: missing
     assert s.aus == {"AU6", "AU12", "AU25"} and s.description == "smiling"
-    assert prompts.parse_answer('{"expression": "happiness", "valence": 0.') is None  # truncated
-    assert prompts.parse_answer("I think the person is happy.") is None
-    assert prompts.parse_answer('{"expression": "joy"}').expression is None  # never coerced
-    restricted = prompts.parse_answer('{"expression": "anger"}', expressions=("fear", "surprise"))
+    assert prompts.parse_sample('{"expression": "happiness", "valence": 0.') is None  # truncated
+    assert prompts.parse_sample("I think the person is happy.") is None
+    assert prompts.parse_sample('{"expression": "joy"}').expression is None  # never coerced
+    restricted = prompts.parse_sample('{"expression": "anger"}', expressions=("fear", "surprise"))
     assert restricted.expression is None
 
 
 def test_schema_asks_only_for_the_requested_levels():
-    fmt = prompts.response_format((ACTION_UNITS,), aus=("AU25", "AU26"))
+    fmt = prompts.response_format((AU_LEVEL,), aus=("AU25", "AU26"))
     schema = fmt["json_schema"]["schema"]
     assert set(schema["properties"]) == {"action_units", "descriptions"}
     assert schema["properties"]["descriptions"]["required"] == ["expression", "valence_arousal", "aus"]

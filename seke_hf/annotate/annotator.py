@@ -12,7 +12,7 @@ pass through untouched.
 Rows of a batch are annotated concurrently on an event loop owned by the annotator (its own thread, so it also
 works inside notebooks). `map` waits for each batch's slowest row, so use batches several times `max_concurrency`,
 or call `annotator.prefetch(ds)` first to keep requests flowing across batches. Every answer is cached on disk
-(`cache.RequestCache`), so a re-run, or a run resumed after a crash, sends no request twice; a `failed` row is
+(`seke_hf.llm.RequestCache`), so a re-run, or a run resumed after a crash, sends no request twice; a `failed` row is
 retried by the next run.
 
 Pickling keeps only configuration: the client, loop and cache connection are re-created lazily. The `datasets`
@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import logging
-import math
 import os
 import threading
 from collections.abc import Coroutine, Mapping, Sequence
@@ -35,15 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
-import PIL.Image
 import pyarrow as pa
 from datasets.utils._dill import pklregister
 
 from seke_hf.annotate import prompts, svuamc
-from seke_hf.annotate.backend import DEFAULT_BASE_URL, ChatBackend, Prices, RequestFailed
-from seke_hf.annotate.cache import CACHE_FILE, RequestCache, default_cache_dir
-from seke_hf.annotate.svuamc import ACTION_UNITS, EXPRESSION, VALENCE_AROUSAL, Sample, SVUAMCConfig
+from seke_hf.annotate.svuamc import AU_LEVEL, EXPRESSION, VALENCE_AROUSAL, Sample, SVUAMCConfig
 from seke_hf.knowledge import consistency
+from seke_hf.llm import DEFAULT_BASE_URL, ChatBackend, Prices, RequestCache, RequestFailed, image_data_url, read_number
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS, NOT_ANNOTATED
 
 logger = logging.getLogger(__name__)
@@ -173,7 +169,7 @@ class SVUAMCAnnotator:
             max_uncertainty=dict(sorted({**defaults, **(max_uncertainty or {})}.items())),
         )
         self.system_prompt = prompts.system_prompt(knowledge)
-        self.versions = {"svuamc": svuamc.VERSION, "prompts": prompts.PROMPT_VERSION}
+        self.versions = {"svuamc": svuamc.VERSION, "prompts": prompts.SVUAMC_PROMPT_VERSION}
         self.runtime = _RuntimeSettings(
             api_key=api_key,
             cache_dir=None if cache_dir is None else str(cache_dir),
@@ -208,7 +204,6 @@ class SVUAMCAnnotator:
         """The process's backend (created on first use; its `tally` holds this process's usage)."""
         if self._backend is None:
             rt = self.runtime
-            cache_dir = rt.cache_dir or default_cache_dir()
             self._backend = ChatBackend(
                 self.model,
                 self.base_url,
@@ -217,7 +212,7 @@ class SVUAMCAnnotator:
                 timeout=rt.timeout,
                 max_retries=rt.max_retries,
                 backoff=rt.backoff,
-                cache=RequestCache(os.path.join(cache_dir, CACHE_FILE)),
+                cache=RequestCache.in_folder(rt.cache_dir),
                 prices=rt.prices,
             )
         return self._backend
@@ -351,7 +346,7 @@ class SVUAMCAnnotator:
             valence = arousal = None
         aus_cell = _cell(batch, "aus", i) or {}
         aus = {au: int(v) for au, v in aus_cell.items() if au in AUS and v in (0, 1)}
-        have = {EXPRESSION: expression is not None, VALENCE_AROUSAL: valence is not None, ACTION_UNITS: bool(aus)}
+        have = {EXPRESSION: expression is not None, VALENCE_AROUSAL: valence is not None, AU_LEVEL: bool(aus)}
         missing = tuple(level for level in LEVELS if not have[level])
         return _Row(batch[self.image_column][i], expression, valence, arousal, aus, missing)
 
@@ -388,7 +383,7 @@ class SVUAMCAnnotator:
             return _Result("accepted")
         backend, config = self.backend, self.config
         try:
-            image_url = await asyncio.to_thread(_image_url, row.image, self.image_max_side)
+            image_url = await asyncio.to_thread(image_data_url, row.image, self.image_max_side)
         except (OSError, ValueError, TypeError) as e:
             where = row.image.get("path") if isinstance(row.image, Mapping) else None
             return _Result("failed", f"unreadable image{f' {where!r}' if where else ''}: {e}")
@@ -411,13 +406,13 @@ class SVUAMCAnnotator:
                     sample_round=sample_round,
                 )
                 requests += completion.requests
-                parsed = [prompts.parse_answer(text) for text in completion.choices[:k]]
+                parsed = [prompts.parse_sample(text) for text in completion.choices[:k]]
                 samples += parsed + [None] * (k - len(parsed))  # a missing or bad choice is drawn but has no vote
                 sample_round += 1
                 agg = svuamc.aggregate(samples, row.missing, config)
             contested = svuamc.contest(agg, config)
             if contested:
-                levels = [EXPRESSION] * bool(contested.expressions) + [ACTION_UNITS] * bool(contested.aus)
+                levels = [EXPRESSION] * bool(contested.expressions) + [AU_LEVEL] * bool(contested.aus)
                 completion = await backend.complete(
                     prompts.verification_messages(
                         self.system_prompt, contested.expressions, contested.aus, known, image_url
@@ -431,7 +426,7 @@ class SVUAMCAnnotator:
                     sample_round=VERIFY_ROUND,
                 )
                 requests += completion.requests
-                verdict = prompts.parse_answer(
+                verdict = prompts.parse_sample(
                     completion.choices[0] if completion.choices else None,
                     expressions=contested.expressions or EXPRESSIONS,
                     aus=contested.aus or AUS,
@@ -480,8 +475,8 @@ class SVUAMCAnnotator:
                 arousal = generated[VALENCE_AROUSAL].value[1] if _number(arousal) is None else arousal
             valences.append(valence)
             arousals.append(arousal)
-            if ACTION_UNITS in generated:
-                aus_out.append({au: int(au in generated[ACTION_UNITS].value) for au in AUS})
+            if AU_LEVEL in generated:
+                aus_out.append({au: int(au in generated[AU_LEVEL].value) for au in AUS})
             else:
                 original = _cell(batch, "aus", i) or {}
                 aus_out.append({au: original.get(au, NOT_ANNOTATED) for au in AUS})
@@ -562,29 +557,8 @@ def _expression_name(value: Any) -> str | None:
 
 
 def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) and -1.0 <= x <= 1.0 else None
-
-
-def _image_url(image: Any, max_side: int) -> str:
-    """A decoded PIL image, or `datasets`' undecoded {"bytes", "path"} form, or a path -> JPEG data URL."""
-    if isinstance(image, Mapping):
-        if image.get("bytes"):
-            image = PIL.Image.open(io.BytesIO(image["bytes"]))
-        elif image.get("path"):
-            image = PIL.Image.open(image["path"])
-        else:
-            raise ValueError("image cell holds neither bytes nor a path")
-    elif isinstance(image, (str, os.PathLike)):
-        image = PIL.Image.open(image)
-    if not isinstance(image, PIL.Image.Image):
-        raise TypeError(f"expected an image, got {type(image).__name__}")
-    return prompts.image_data_url(image, max_side)
+    """A valence or arousal cell: a finite number in [-1, 1], else not annotated."""
+    return read_number(value, bounds=(-1.0, 1.0))
 
 
 def _example_seed(image_url: str, known: Sequence[str]) -> int:
@@ -605,6 +579,6 @@ def _agreeing_descriptions(
 def _agrees(sample: Sample, level: str, value: Any) -> bool:
     if level == EXPRESSION:
         return sample.expression == value
-    if level == ACTION_UNITS:
+    if level == AU_LEVEL:
         return sample.aus == value
     return sample.valence is not None and abs(sample.valence - value[0]) + abs(sample.arousal - value[1]) <= 0.3

@@ -11,26 +11,23 @@ give, states the example's human labels as facts, one per line, and ends with th
     action units absent: AU4, AU15
 
 (the line format is a contract shared with `seke_hf.simulate`). Images travel as JPEG data URLs, the longer side at
-most `image_max_side` pixels.
+most `image_max_side` pixels (`seke_hf.llm.images`).
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import PIL.Image
-
-from seke_hf.annotate.svuamc import ACTION_UNITS, EXPRESSION, VALENCE_AROUSAL, Sample
+from seke_hf.annotate.svuamc import AU_LEVEL, EXPRESSION, VALENCE_AROUSAL, Sample
 from seke_hf.knowledge import knowledge_prompt
+from seke_hf.llm import json_object, read_number
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS
 
-PROMPT_VERSION = "2"
-"""Bumped whenever the wording changes (enters the annotator's fingerprint along with the text itself)."""
+SVUAMC_PROMPT_VERSION = "2"
+"""The version of the SV-UAMC annotation prompts' wording: bumped whenever it changes (enters the annotator's
+fingerprint, as `versions["prompts"]`, along with the text itself)."""
 
 _INSTRUCTIONS = """\
 You are an expert annotator of facial affect, trained in the Facial Action Coding System (FACS).
@@ -62,7 +59,7 @@ def system_prompt(knowledge: str | None = None) -> str:
 _LEVEL_WORDS = {
     EXPRESSION: "the expression",
     VALENCE_AROUSAL: "valence and arousal",
-    ACTION_UNITS: "the action units",
+    AU_LEVEL: "the action units",
 }
 
 
@@ -86,19 +83,6 @@ def known_label_lines(
         if absent:
             lines.append(f"action units absent: {', '.join(absent)}")
     return lines
-
-
-def image_data_url(image: PIL.Image.Image, max_side: int = 512, quality: int = 90) -> str:
-    """JPEG data URL of `image`, downscaled so its longer side is at most `max_side` (never upscaled)."""
-    image = image.convert("RGB")
-    if max(image.size) > max_side:
-        scale = max_side / max(image.size)
-        image = image.resize(
-            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), PIL.Image.LANCZOS
-        )
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def sampling_messages(system: str, levels: Sequence[str], known: Sequence[str], image_url: str) -> list[dict[str, Any]]:
@@ -147,7 +131,7 @@ def response_format(
     if VALENCE_AROUSAL in levels:
         properties["valence"] = {"type": "number", "minimum": -1, "maximum": 1}
         properties["arousal"] = {"type": "number", "minimum": -1, "maximum": 1}
-    if ACTION_UNITS in levels:
+    if AU_LEVEL in levels:
         properties["action_units"] = {"type": "array", "items": {"type": "string", "enum": list(aus)}}
     # One text per level (human-labelled ones too): each instruction answer then explains its own level.
     properties["descriptions"] = {
@@ -172,11 +156,10 @@ def response_format(
 
 
 # -- tolerant parsing ------------------------------------------------------------------------------------------------
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 _AU_TOKEN = re.compile(r"AU\s*0*(\d+)", re.IGNORECASE)
 
 
-def parse_answer(
+def parse_sample(
     text: str | None, *, expressions: Sequence[str] = EXPRESSIONS, aus: Sequence[str] = AUS
 ) -> Sample | None:
     """One choice's text -> `Sample`, or None if it holds no JSON object (truncated, prose only).
@@ -184,7 +167,7 @@ def parse_answer(
     Tolerant where it is safe: code fences, text around the object, case, "AU06"/"au 6"/6 for AU names, numbers
     as strings. Values outside the allowed sets or ranges are dropped (read as missing), never coerced.
     """
-    data = _json_object(text)
+    data = json_object(text, inside_fences=False)
     if data is None:
         data = _labelled_lines(text)  # servers without JSON modes may answer "Expression: fear" lines
     if data is None:
@@ -193,7 +176,7 @@ def parse_answer(
     expression = lowered.get("expression")
     expression = expression.strip().lower() if isinstance(expression, str) else None
     expression = expression if expression in expressions else None
-    valence, arousal = _unit_number(lowered.get("valence")), _unit_number(lowered.get("arousal"))
+    valence, arousal = (read_number(lowered.get(dim), bounds=(-1.0, 1.0)) for dim in ("valence", "arousal"))
     action_units = lowered.get("action_units", lowered.get("aus"))
     active: frozenset[str] | None = None
     if isinstance(action_units, list):
@@ -205,23 +188,6 @@ def parse_answer(
     elif not isinstance(description, str):
         description = None
     return Sample(expression, valence, arousal, active, description)
-
-
-def _json_object(text: str | None) -> dict[str, Any] | None:
-    if not text:
-        return None
-    candidates = [text, *_FENCE.findall(text)]
-    start, end = text.find("{"), text.rfind("}")
-    if 0 <= start < end:
-        candidates.append(text[start : end + 1])
-    for candidate in candidates:
-        try:
-            data = json.loads(candidate)
-        except ValueError:
-            continue
-        if isinstance(data, dict):
-            return data
-    return None
 
 
 _LINE = re.compile(r"^[ \t\-*•]*(expression|valence|arousal|action units)[ \t]*[:=][ \t]*(.*?)[ \t.]*$", re.I | re.M)
@@ -244,16 +210,6 @@ def _labelled_lines(text: str | None) -> dict[str, Any] | None:
     prose = _LINE.sub("", text).strip()
     data["description"] = re.sub(r"\s*\n\s*", " ", prose) or None
     return data
-
-
-def _unit_number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if -1.0 <= x <= 1.0 else None
 
 
 def _au_name(item: Any) -> str | None:

@@ -40,7 +40,9 @@ from seke_hf.schema import AUS, EXPRESSIONS
 VERSION = "1"
 """Bumped whenever the algorithm's outputs change for the same inputs (enters the annotator's fingerprint)."""
 
-EXPRESSION, VALENCE_AROUSAL, ACTION_UNITS = "expression", "valence_arousal", "aus"
+EXPRESSION, VALENCE_AROUSAL, AU_LEVEL = "expression", "valence_arousal", "aus"
+"""The three label levels (`seke_hf.schema.LEVELS`); `AU_LEVEL` is the level, the AU glossary is
+`seke_hf.knowledge.ACTION_UNITS`."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class SVUAMCConfig:
     consistency_threshold: float = 0.5
     reject_inconsistent: str = "undecided"  # or "always", "expression" (when it was generated), "never"
     max_uncertainty: Mapping[str, float] = field(
-        default_factory=lambda: {EXPRESSION: 0.4, VALENCE_AROUSAL: 0.6, ACTION_UNITS: 1.0}
+        default_factory=lambda: {EXPRESSION: 0.4, VALENCE_AROUSAL: 0.6, AU_LEVEL: 1.0}
     )
 
     def __post_init__(self) -> None:
@@ -193,7 +195,7 @@ class Aggregate:
         if self.va is not None and not self.va.decided:
             pending.append(VALENCE_AROUSAL)
         if self.aus is not None and not self.aus.decided:
-            pending.append(ACTION_UNITS)
+            pending.append(AU_LEVEL)
         return tuple(pending)
 
 
@@ -206,7 +208,7 @@ def aggregate(samples: Sequence[Sample | None], levels: Iterable[str], config: S
         len(samples),
         expression_vote((s.expression for s in valid), config.confidence) if EXPRESSION in levels else None,
         va_vote(((s.valence, s.arousal) for s in valid), config.va_tolerance) if VALENCE_AROUSAL in levels else None,
-        au_vote((s.aus for s in valid), config.au_confidence or config.confidence) if ACTION_UNITS in levels else None,
+        au_vote((s.aus for s in valid), config.au_confidence or config.confidence) if AU_LEVEL in levels else None,
     )
 
 
@@ -353,14 +355,14 @@ def decide(
             results[VALENCE_AROUSAL] = LevelResult((va.valence, va.arousal), va.uncertainty, None, False, va.decided)
     if agg.aus is not None:
         if agg.aus.votes == 0:
-            missing.append(ACTION_UNITS)
+            missing.append(AU_LEVEL)
         else:
             active, verified = set(agg.aus.active), False
             if contested.aus and verdict is not None and verdict.aus is not None:
                 for au in contested.aus:
                     (active.add if au in verdict.aus else active.discard)(au)
                 verified = True
-            results[ACTION_UNITS] = LevelResult(frozenset(active), agg.aus.uncertainty, None, verified, agg.aus.decided)
+            results[AU_LEVEL] = LevelResult(frozenset(active), agg.aus.uncertainty, None, verified, agg.aus.decided)
     if missing:
         return Decision("rejected", f"no valid answer for {', '.join(missing)} in {agg.samples} samples", {})
 
@@ -411,8 +413,8 @@ def _merged(human: Mapping[str, Any], results: Mapping[str, LevelResult]) -> dic
         labels["expression"] = results[EXPRESSION].value
     if VALENCE_AROUSAL in results:
         labels["valence"], labels["arousal"] = results[VALENCE_AROUSAL].value
-    if ACTION_UNITS in results:
-        labels["aus"] = sorted(results[ACTION_UNITS].value, key=AUS.index)
+    if AU_LEVEL in results:
+        labels["aus"] = sorted(results[AU_LEVEL].value, key=AUS.index)
     return labels
 
 

@@ -16,7 +16,7 @@ OPENAI_HOST = "api.openai.com"
 
 def resolve_base_url(base_url: str | None) -> str:
     """The endpoint a command talks to: `--base-url`, else OPENAI_BASE_URL, else OpenAI's."""
-    from seke_hf.annotate.backend import DEFAULT_BASE_URL
+    from seke_hf.llm import DEFAULT_BASE_URL
 
     return (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
 

@@ -10,7 +10,7 @@ from seke_hf.cli.endpoint import check_reachable, is_openai, require_api_key, re
 
 if TYPE_CHECKING:
     from seke_hf.annotate import SVUAMCAnnotator
-    from seke_hf.annotate.backend import Prices
+    from seke_hf.llm import Prices
 
 
 def add_svuamc_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,7 +51,7 @@ def add_price_arguments(p: argparse.ArgumentParser) -> None:
 
 def prices_from_args(args: argparse.Namespace, base_url: str) -> Prices:
     """Explicit prices, else the named list, else the model's list prices on OpenAI's endpoint, else not priced."""
-    from seke_hf.annotate.backend import PRICE_TABLE, Prices
+    from seke_hf.llm.usage import PRICE_TABLE, Prices
 
     explicit = (args.price_input, args.price_cached_input, args.price_output)
     if any(v is not None for v in explicit):
@@ -70,7 +70,7 @@ def prices_from_args(args: argparse.Namespace, base_url: str) -> Prices:
 
 def default_prices(model: str, base_url: str) -> Prices:
     """The list prices of `model` (longest matching name, so dated snapshots count) when OpenAI serves it."""
-    from seke_hf.annotate.backend import PRICE_TABLE, Prices
+    from seke_hf.llm.usage import PRICE_TABLE, Prices
 
     if is_openai(base_url):
         for name in sorted(PRICE_TABLE, key=len, reverse=True):

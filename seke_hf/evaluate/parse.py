@@ -35,6 +35,7 @@ from functools import lru_cache
 from typing import Any
 
 from seke_hf.knowledge import ACTION_UNITS
+from seke_hf.llm.answers import DECIMAL, json_object, read_number
 from seke_hf.schema import AUS, EXPRESSIONS
 
 OK = "ok"
@@ -117,30 +118,15 @@ def _answer_slots(text: str) -> list[str] | None:
     return [slot for slot in slots if slot.strip()]
 
 
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.IGNORECASE | re.DOTALL)
-
-
 def _json_object(text: str) -> dict[str, Any] | None:
     """The JSON object an answer holds (bare, fenced or embedded in prose); None when it holds none.
 
     Raises ValueError when the text clearly is JSON but broken (a truncated reply), so it is not read as prose.
     """
-    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    for candidate in candidates:
-        stripped = candidate.strip()
-        start, end = stripped.find("{"), stripped.rfind("}")
-        for chunk in (stripped, stripped[start : end + 1] if 0 <= start < end else ""):
-            if not chunk:
-                continue
-            try:
-                value = json.loads(chunk)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                return value
-    if text.strip().startswith("{"):
+    obj = json_object(text)
+    if obj is None and text.strip().startswith("{"):
         raise ValueError("malformed JSON")
-    return None
+    return obj
 
 
 def _json_get(obj: Mapping[str, Any], keys: Iterable[str]) -> tuple[bool, Any]:
@@ -375,16 +361,10 @@ def _expression_from_text(text: str) -> ParsedAnswer:
 
 def parse_expression(text: str | None) -> ParsedAnswer:
     """The single expression an answer gives (a name from EXPRESSIONS), or why there is none."""
-    return _parse_slots(text, _expression_from_slot)
+    return _parse_slots(text, _expression_from_json, _expression_from_text)
 
 
-def _expression_from_slot(slot: str) -> ParsedAnswer:
-    try:
-        obj = _json_object(slot)
-    except ValueError as e:
-        return _unparseable(str(e))
-    if obj is None:
-        return _expression_from_text(slot)
+def _expression_from_json(obj: Mapping[str, Any]) -> ParsedAnswer:
     found, value = _json_get(obj, ("expression", "emotion", "label", "answer", "prediction"))
     if not found:
         return _unparseable("JSON without an expression key")
@@ -396,7 +376,7 @@ def _expression_from_slot(slot: str) -> ParsedAnswer:
 # ---------------------------------------------------------------------------------------------------------------
 # Valence and arousal
 
-_NUMBER = r"[+\-]?(?:\d+(?:\.\d*)?|\.\d+)"
+_NUMBER = DECIMAL
 _SCALE_ECHO = re.compile(
     r"[(\[]?\s*(?:on a scale\s+)?(?:(?:ranging\s+)?from\s+)?"
     r"-\s*1(?:\.0+)?\s*(?:to|,|-|\.\.|…)\s*\+?1(?:\.0+)?\s*[)\]]?",
@@ -446,22 +426,11 @@ def _valence_arousal_from_text(text: str) -> ParsedAnswer:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and re.fullmatch(_NUMBER, _normalise(value).strip()):
-        return float(_normalise(value))
-    return None
+    """Strict: a JSON number, or a string that is a plain decimal once normalised ("−0.3" with a Unicode minus)."""
+    return read_number(_normalise(value) if isinstance(value, str) else value, strict=True)
 
 
-def _valence_arousal_from_slot(slot: str) -> ParsedAnswer:
-    try:
-        obj = _json_object(slot)
-    except ValueError as e:
-        return _unparseable(str(e))
-    if obj is None:
-        return _valence_arousal_from_text(slot)
+def _valence_arousal_from_json(obj: Mapping[str, Any]) -> ParsedAnswer:
     numbers = {}
     for dim in ("valence", "arousal"):
         found, value = _json_get(obj, (dim,))
@@ -475,7 +444,7 @@ def _valence_arousal_from_slot(slot: str) -> ParsedAnswer:
 
 def parse_valence_arousal(text: str | None) -> ParsedAnswer:
     """Valence and arousal in [-1, 1], both or neither (a pair is the answer; half a pair is unparseable)."""
-    return _parse_slots(text, _valence_arousal_from_slot)
+    return _parse_slots(text, _valence_arousal_from_json, _valence_arousal_from_text)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -584,13 +553,8 @@ def _aus_from_json(obj: Mapping[str, Any]) -> ParsedAnswer:
     return _unparseable(f"action_units is neither a list nor an object: {value!r}")
 
 
-def _aus_from_slot(slot: str) -> ParsedAnswer:
-    try:
-        obj = _json_object(slot)
-    except ValueError as e:
-        return _unparseable(str(e))
-    if obj is not None:
-        return _aus_from_json(obj)
+def _aus_from_plain_text(slot: str) -> ParsedAnswer:
+    """A slot without a JSON object: bare AU numbers, a JSON list, or prose."""
     if _NUMBER_LIST.fullmatch(slot):
         return _ok(aus=_au_set(f"AU{int(n)}" for n in re.findall(r"\d+", slot)))
     if slot.strip().startswith("[") and slot.strip().endswith("]"):
@@ -603,7 +567,7 @@ def _aus_from_slot(slot: str) -> ParsedAnswer:
 
 def parse_aus(text: str | None) -> ParsedAnswer:
     """The active AUs an answer names (a sorted list over AUS; [] for an explicit "none"), or why there are none."""
-    return _parse_slots(text, _aus_from_slot)
+    return _parse_slots(text, _aus_from_json, _aus_from_plain_text)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -613,7 +577,25 @@ _THINK = re.compile(r"<think(?:ing)?>.*?(?:</think(?:ing)?>|$)", re.IGNORECASE |
 """A reasoning model's deliberation: never the answer (an unclosed block is a reply cut off while thinking)."""
 
 
-def _parse_slots(text: str | None, parse_slot: Callable[[str], ParsedAnswer]) -> ParsedAnswer:
+def _read_slot(
+    slot: str, from_json: Callable[[Mapping[str, Any]], ParsedAnswer], from_text: Callable[[str], ParsedAnswer]
+) -> ParsedAnswer:
+    """One answer slot: read by its JSON object's keys if it holds one, else as text; broken JSON is unparseable."""
+    try:
+        obj = _json_object(slot)
+    except ValueError as e:
+        return _unparseable(str(e))
+    return from_text(slot) if obj is None else from_json(obj)
+
+
+def _parse_slots(
+    text: str | None,
+    from_json: Callable[[Mapping[str, Any]], ParsedAnswer],
+    from_text: Callable[[str], ParsedAnswer],
+) -> ParsedAnswer:
+    def parse_slot(slot: str) -> ParsedAnswer:
+        return _read_slot(slot, from_json, from_text)
+
     if text is None or not str(text).strip():
         return _unparseable("empty answer")
     text = _THINK.sub(" ", str(text))

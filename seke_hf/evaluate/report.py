@@ -17,7 +17,7 @@ from typing import Any
 
 from seke_hf.evaluate.metrics import UNANSWERED
 from seke_hf.evaluate.runner import Evaluation
-from seke_hf.evaluate.tasks import PROMPT_VERSION
+from seke_hf.evaluate.tasks import FEAB_PROMPT_VERSION
 from seke_hf.schema import AUS
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def write_report(
     images = _plots(models, out_dir) if plots else {}
     paths.update(images)
     with open(paths["json"], "w", encoding="utf-8") as f:
-        json.dump({"prompt_version": PROMPT_VERSION, "models": models}, f, indent=2, ensure_ascii=False)
+        json.dump({"prompt_version": FEAB_PROMPT_VERSION, "models": models}, f, indent=2, ensure_ascii=False)
         f.write("\n")
     with open(paths["markdown"], "w", encoding="utf-8") as f:
         f.write(markdown_report(models, images={k: os.path.basename(v) for k, v in images.items()}))
@@ -101,7 +101,7 @@ def markdown_report(results: Mapping[str, Any] | list[Evaluation], images: Mappi
         "",
         f"Scored on {labels}. Unparseable answers, refusals, failed requests (`errors`) and missing predictions "
         "count as wrong; valence/arousal metrics are computed on the answered faces, with their coverage. Each "
-        f"task has its own scale: scores are never added up across tasks. Prompts: `{PROMPT_VERSION}`.",
+        f"task has its own scale: scores are never added up across tasks. Prompts: `{FEAB_PROMPT_VERSION}`.",
         "",
     ]
     expression, va, aus = [], [], []

@@ -1,4 +1,4 @@
-"""Asking a vision LLM the FEAB questions, through the annotator's backend (concurrency, retries, request cache).
+"""Asking a vision LLM the FEAB questions, through the model layer (`seke_hf.llm`: concurrency, retries, cache).
 
 Each (sample, task) pair with a reference label that will be scored is asked once, at temperature 0 with a fixed
 seed, in a forced answer slot (`tasks.py`). With `answer_format="auto"` the first question probes the server:
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import io
+import dataclasses
 import logging
 import os
 from collections.abc import Coroutine, Iterable, Mapping
@@ -25,11 +25,9 @@ from typing import Any
 
 import PIL.Image
 
-from seke_hf.annotate.backend import ChatBackend, RequestFailed
-from seke_hf.annotate.cache import CACHE_FILE, RequestCache, default_cache_dir, request_key
-from seke_hf.annotate.prompts import image_data_url
 from seke_hf.evaluate.scoring import ERROR, questions, read_prediction, reference_rows, score, write_predictions
-from seke_hf.evaluate.tasks import ANSWER_FORMATS, PROMPT_VERSION, TASK_NAMES, check_tasks, get_task
+from seke_hf.evaluate.tasks import ANSWER_FORMATS, FEAB_PROMPT_VERSION, TASK_NAMES, check_tasks, get_task
+from seke_hf.llm import ChatBackend, Request, RequestCache, RequestFailed, image_data_url, open_image, request_key
 
 logger = logging.getLogger(__name__)
 
@@ -47,101 +45,113 @@ class Evaluation:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How one model is asked the FEAB questions: the model and server, what is asked, sampling, and runtime.
+
+    `tasks` the questions (task names); `answer_format` "auto" (probe the server), "json_schema" or "tag";
+    `temperature`, `seed`, `max_tokens` sampling; `image_column`, `image_max_side` the images sent; `limit` the first
+    rows only; `include_generated` also asks where the reference label was generated; `max_concurrency`, `timeout`,
+    `max_retries` the client; `cache_dir` (default that of the annotator) and `use_cache` the request cache;
+    `predictions_path` where the JSONL predictions go; `progress` a progress bar.
+    """
+
+    model: str
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    tasks: Iterable[str] = TASK_NAMES
+    name: str | None = None
+    answer_format: str = "auto"
+    temperature: float = 0.0
+    seed: int | None = 0
+    max_tokens: int | None = None
+    image_column: str = "image"
+    image_max_side: int = 512
+    limit: int | None = None
+    include_generated: bool = False
+    max_concurrency: int = 32
+    timeout: float = 60.0
+    max_retries: int = 6
+    cache_dir: str | os.PathLike | None = None
+    use_cache: bool = True
+    predictions_path: str | os.PathLike | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", check_tasks(self.tasks))
+        if self.answer_format not in ("auto", *ANSWER_FORMATS):
+            raise ValueError(f"answer_format must be 'auto' or one of {ANSWER_FORMATS}, got {self.answer_format!r}")
+
+    @classmethod
+    def of(
+        cls, model: str | EvaluationSettings, base_url: str | None = None, api_key: str | None = None, **options: Any
+    ) -> EvaluationSettings:
+        """Settings from `run`'s arguments: a model name and keyword options, or settings with options overriding."""
+        if isinstance(model, EvaluationSettings):
+            given = {"base_url": base_url, "api_key": api_key}
+            return dataclasses.replace(model, **{k: v for k, v in given.items() if v is not None}, **options)
+        return cls(model, base_url, api_key, **options)
+
+
 def run(
     dataset: Any,
-    model: str,
+    model: str | EvaluationSettings,
     base_url: str | None = None,
     api_key: str | None = None,
-    *,
-    tasks: Iterable[str] = TASK_NAMES,
-    name: str | None = None,
-    answer_format: str = "auto",
-    temperature: float = 0.0,
-    seed: int | None = 0,
-    max_tokens: int | None = None,
-    image_column: str = "image",
-    image_max_side: int = 512,
-    limit: int | None = None,
-    include_generated: bool = False,
-    max_concurrency: int = 32,
-    timeout: float = 60.0,
-    max_retries: int = 6,
-    cache_dir: str | os.PathLike | None = None,
-    use_cache: bool = True,
-    predictions_path: str | os.PathLike | None = None,
-    progress: bool = True,
+    **options: Any,
 ) -> Evaluation:
     """Ask `model` (any OpenAI-compatible vision LLM at `base_url`) the FEAB `tasks` on `dataset`, and score it.
 
-    `dataset` holds rows in the unified schema (a `datasets.Dataset`, e.g. FEAB's test split); `limit` keeps its
-    first rows. Only questions with a reference label that counts (human by default) are asked. Answers are cached
-    (`cache_dir`, default that of the annotator), so a re-run costs nothing; `predictions_path` writes the JSONL.
-    Works inside a running event loop too (a notebook): the run then gets a thread of its own.
+    `options` are the fields of `EvaluationSettings` (or pass settings as `model`). `dataset` holds rows in the
+    unified schema (a `datasets.Dataset`, e.g. FEAB's test split); `limit` keeps its first rows. Only questions with
+    a reference label that counts (human by default) are asked. Answers are cached (`cache_dir`, default that of the
+    annotator), so a re-run costs nothing; `predictions_path` writes the JSONL. Works inside a running event loop too
+    (a notebook): the run then gets a thread of its own.
     """
-    coroutine = arun(
-        dataset, model, base_url, api_key, tasks=tasks, name=name, answer_format=answer_format,
-        temperature=temperature, seed=seed, max_tokens=max_tokens, image_column=image_column,
-        image_max_side=image_max_side, limit=limit, include_generated=include_generated,
-        max_concurrency=max_concurrency, timeout=timeout, max_retries=max_retries, cache_dir=cache_dir,
-        use_cache=use_cache, predictions_path=predictions_path, progress=progress,
-    )  # fmt: skip
-    return _run_sync(coroutine)
+    return _run_sync(arun(dataset, EvaluationSettings.of(model, base_url, api_key, **options)))
 
 
 async def arun(
     dataset: Any,
-    model: str,
+    model: str | EvaluationSettings,
     base_url: str | None = None,
     api_key: str | None = None,
-    *,
-    tasks: Iterable[str] = TASK_NAMES,
-    name: str | None = None,
-    answer_format: str = "auto",
-    temperature: float = 0.0,
-    seed: int | None = 0,
-    max_tokens: int | None = None,
-    image_column: str = "image",
-    image_max_side: int = 512,
-    limit: int | None = None,
-    include_generated: bool = False,
-    max_concurrency: int = 32,
-    timeout: float = 60.0,
-    max_retries: int = 6,
-    cache_dir: str | os.PathLike | None = None,
-    use_cache: bool = True,
-    predictions_path: str | os.PathLike | None = None,
-    progress: bool = True,
+    **options: Any,
 ) -> Evaluation:
     """The coroutine behind `run` (same arguments), for callers that own an event loop."""
-    tasks = check_tasks(tasks)
-    if answer_format not in ("auto", *ANSWER_FORMATS):
-        raise ValueError(f"answer_format must be 'auto' or one of {ANSWER_FORMATS}, got {answer_format!r}")
-    if limit is not None:
-        dataset = _head(dataset, limit)
-    cache = RequestCache(os.path.join(cache_dir or default_cache_dir(), CACHE_FILE)) if use_cache else None
+    settings = EvaluationSettings.of(model, base_url, api_key, **options)
+    if settings.limit is not None:
+        dataset = _head(dataset, settings.limit)
+    cache = RequestCache.in_folder(settings.cache_dir) if settings.use_cache else None
     backend = ChatBackend(
-        model, base_url, api_key, max_concurrency=max_concurrency, timeout=timeout, max_retries=max_retries, cache=cache
+        settings.model,
+        settings.base_url,
+        settings.api_key,
+        max_concurrency=settings.max_concurrency,
+        timeout=settings.timeout,
+        max_retries=settings.max_retries,
+        cache=cache,
     )
-    asker = _Asker(backend, dataset, image_column, image_max_side, temperature, seed, max_tokens)
+    asker = _Asker(backend, dataset, settings)
     try:
         rows = reference_rows(dataset)
-        wanted = questions(rows, tasks, include_generated)
+        wanted = questions(rows, settings.tasks, settings.include_generated)
         position = {row["sample_id"]: i for i, row in enumerate(rows)}
         numbered = [(position[sample_id], sample_id, task) for sample_id, task in wanted]
-        records = await asker.ask_all(numbered, answer_format, progress)
+        records = await asker.ask_all(numbered, settings.answer_format, settings.progress)
     finally:
         await backend.aclose()
         if cache is not None:
             cache.close()
-    if predictions_path is not None:
-        write_predictions(records, predictions_path)
+    if settings.predictions_path is not None:
+        write_predictions(records, settings.predictions_path)
     info = {
-        "model": model,
+        "model": settings.model,
         "endpoint": backend.endpoint,
         "answer_format": asker.answer_format,
-        "prompt_version": PROMPT_VERSION,
-        "temperature": temperature,
-        "seed": seed,
+        "prompt_version": FEAB_PROMPT_VERSION,
+        "temperature": settings.temperature,
+        "seed": settings.seed,
         "questions": len(records),
         "requests": backend.tally.requests,
         "cache_hits": backend.tally.cache_hits,
@@ -149,27 +159,16 @@ async def arun(
         "completion_tokens": backend.tally.usage.completion_tokens,
         "estimated_cost_usd": round(backend.tally.cost(backend.prices), 6),
     }
-    logger.info("evaluated %s: %s", model, backend.summary())
-    scores = score(records, rows, tasks=tasks, include_generated=include_generated)
-    return Evaluation(name or model, scores, records, info)
+    logger.info("evaluated %s: %s", settings.model, backend.summary())
+    scores = score(records, rows, tasks=settings.tasks, include_generated=settings.include_generated)
+    return Evaluation(settings.name or settings.model, scores, records, info)
 
 
 class _Asker:
     """Asks the questions of one run, chunk by chunk, each image encoded once for all its tasks."""
 
-    def __init__(
-        self,
-        backend: ChatBackend,
-        dataset: Any,
-        image_column: str,
-        image_max_side: int,
-        temperature: float,
-        seed: int | None,
-        max_tokens: int | None,
-    ) -> None:
-        self.backend, self.dataset, self.image_column = backend, dataset, image_column
-        self.image_max_side, self.max_tokens = image_max_side, max_tokens
-        self.temperature, self.seed = temperature, seed
+    def __init__(self, backend: ChatBackend, dataset: Any, settings: EvaluationSettings) -> None:
+        self.backend, self.dataset, self.settings = backend, dataset, settings
         self.answer_format = "json_schema"
 
     async def ask_all(
@@ -234,16 +233,17 @@ class _Asker:
             "task": task_name,
             "model": self.backend.model,
             "answer_format": answer_format,
-            "prompt_version": PROMPT_VERSION,
+            "prompt_version": FEAB_PROMPT_VERSION,
         }
         try:
-            completion = await self.backend.complete(
-                task.messages(url, answer_format),
-                n=1,
-                temperature=self.temperature,
-                seed=self.seed,
-                response_format=task.response_format(answer_format),
-                max_tokens=self.max_tokens,
+            completion = await self.backend.send(
+                Request(
+                    task.messages(url, answer_format),
+                    temperature=self.settings.temperature,
+                    seed=self.settings.seed,
+                    response_format=task.response_format(answer_format),
+                    max_tokens=self.settings.max_tokens,
+                )
             )
         except RequestFailed as e:
             record.update(answer=None, error=str(e))
@@ -257,25 +257,23 @@ class _Asker:
         return record
 
     def _image_url(self, row: int) -> str:
+        column = self.settings.image_column
         example = self.dataset[row]
-        if self.image_column not in example:
-            raise ValueError(f"no {self.image_column!r} column (columns: {', '.join(example)}); pass image_column=...")
-        return image_data_url(_pil(example[self.image_column], example.get("sample_id", row)), self.image_max_side)
+        if column not in example:
+            raise ValueError(f"no {column!r} column (columns: {', '.join(example)}); pass image_column=...")
+        return image_data_url(_image(example[column], example.get("sample_id", row)), self.settings.image_max_side)
 
 
-def _pil(image: Any, row: Any) -> PIL.Image.Image:
+def _image(cell: Any, sample: Any) -> PIL.Image.Image:
     """A decoded image from a decoded or undecoded `Image()` cell, or a clear error naming the sample."""
-    if isinstance(image, PIL.Image.Image):
-        return image
-    if isinstance(image, Mapping) and (image.get("bytes") or image.get("path")):
+    if isinstance(cell, Mapping) and (cell.get("bytes") or cell.get("path")):
         try:
-            source = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
-            loaded = PIL.Image.open(source)
-            loaded.load()
-            return loaded
+            return open_image(cell)
         except (OSError, PIL.UnidentifiedImageError) as e:
-            raise ValueError(f"{row}: unreadable image {image.get('path') or '(embedded bytes)'}: {e}") from e
-    raise ValueError(f"{row}: no image (got {type(image).__name__})")
+            raise ValueError(f"{sample}: unreadable image {cell.get('path') or '(embedded bytes)'}: {e}") from e
+    if not isinstance(cell, PIL.Image.Image):
+        raise ValueError(f"{sample}: no image (got {type(cell).__name__})")
+    return cell
 
 
 def _head(dataset: Any, limit: int) -> Any:

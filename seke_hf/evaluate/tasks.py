@@ -10,7 +10,7 @@ Either way the reply goes through the same strict parser (`parse.parse_answer`),
 is caught too.
 
 The prompts name only their own task's vocabulary (no AU names in the expression question, no expression names in
-the AU question), so a question never hints at another task's answer. Changing a prompt changes `PROMPT_VERSION`,
+the AU question), so a question never hints at another task's answer. Changing a prompt changes `FEAB_PROMPT_VERSION`,
 which is recorded with every prediction and report.
 """
 
@@ -22,7 +22,8 @@ from typing import Any
 
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS
 
-PROMPT_VERSION = "feab-eval-1"
+FEAB_PROMPT_VERSION = "feab-eval-1"
+"""The version of the FEAB questions' wording, recorded with every prediction and report (as `prompt_version`)."""
 
 ANSWER_FORMATS = ("json_schema", "tag")
 

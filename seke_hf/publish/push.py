@@ -107,7 +107,7 @@ def _push_folder(
     release = read_release(folder)
     gated_value = _gated_setting(gated)
     has_images = release_has_images(folder)
-    from seke_hf import __version__
+    from seke_hf._version import __version__
 
     api = HfApi(endpoint=endpoint, token=token, library_name="seke-hf", library_version=__version__)
     if create_pr:

@@ -1,4 +1,4 @@
-"""OpenAI-compatible chat completions for sampling: concurrency, retries, fallbacks, caching, usage and cost.
+"""OpenAI-compatible chat completions: concurrency, retries, fallbacks, caching, usage and cost.
 
 API (shared by the SV-UAMC annotator and the FEAB evaluator)::
 
@@ -8,6 +8,7 @@ API (shared by the SV-UAMC annotator and the FEAB evaluator)::
     completion = await backend.complete(messages, n=4, temperature=0.8, seed=None,
                                         response_format={"type": "json_schema", ...}, sample_round=0,
                                         max_tokens=None)
+    completion = await backend.send(Request(messages, n=4, ...))  # the same, with the request as a value
     completion.choices      # list[str | None]: one text per choice drawn, None for a choice without content
     completion.refusals     # list[str | None]: each choice's `message.refusal` (structured-output refusals)
     completion.usage        # Usage(prompt_tokens, completion_tokens, cached_tokens)
@@ -46,7 +47,9 @@ from typing import Any
 
 import openai
 
-from seke_hf.annotate.cache import RequestCache, request_key
+from seke_hf.llm.cache import RequestCache
+from seke_hf.llm.request import Request
+from seke_hf.llm.usage import Prices, Tally, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -56,68 +59,11 @@ _FORMAT_LEVELS = ("json_schema", "json_object", "none")
 """Response formats from the most to the least structured; a refusal moves one step down."""
 
 
-@dataclass(frozen=True)
-class Prices:
-    """US dollars per million tokens, and the name of the price list, shown beside every estimate so a figure never
-    passes for another provider's. Defaults: GPT-4o list prices (openai.com/api/pricing, 2025).
-
-    `Prices.unknown()` prices nothing (a local model, or a provider whose prices were not given): its cost is None
-    and estimates read "not priced".
-    """
-
-    input: float | None = 2.50
-    cached_input: float | None = 1.25
-    output: float | None = 10.00
-    name: str = ""
-
-    @classmethod
-    def unknown(cls) -> Prices:
-        return cls(None, None, None, name="not priced")
-
-    @property
-    def known(self) -> bool:
-        return None not in (self.input, self.cached_input, self.output)
-
-    def cost(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> float | None:
-        if not self.known:
-            return None
-        uncached = max(prompt_tokens - cached_tokens, 0)
-        return (uncached * self.input + cached_tokens * self.cached_input + completion_tokens * self.output) / 1e6
-
-    def describe(self) -> str:
-        """What the estimates are priced at, e.g. "gpt-4o prices ($2.50 input, $1.25 cached input, ...)"."""
-        if not self.known:
-            return "not priced"
-        rates = f"${self.input:.2f} input, ${self.cached_input:.3g} cached, ${self.output:.2f} output per 1M tokens"
-        return f"{self.name} prices ({rates})" if self.name else rates
-
-    def format(self, cost: float | None, digits: int = 2) -> str:
-        """A cost for people: "$3.92", or "not priced"."""
-        return "not priced" if cost is None or not self.known else f"${cost:,.{digits}f}"
-
-
-PRICE_TABLE: dict[str, Prices] = {
-    "gpt-4o": Prices(2.50, 1.25, 10.00, name="gpt-4o"),
-    "gpt-4o-mini": Prices(0.15, 0.075, 0.60, name="gpt-4o-mini"),
-}
-"""Named price lists (OpenAI list prices, 2025), for `--prices NAME` and models on OpenAI's endpoint."""
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-
-    def __iadd__(self, other: Usage) -> Usage:
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.cached_tokens += other.cached_tokens
-        return self
-
-
 @dataclass
 class Completion:
+    """The answer to one `Request`: a text (or None) and a refusal (or None) per choice, its tokens and cost in
+    HTTP requests (`n` where the server refused `n` > 1), and whether it came from the cache."""
+
     choices: list[str | None]
     usage: Usage = field(default_factory=Usage)
     requests: int = 1
@@ -127,23 +73,6 @@ class Completion:
     def __post_init__(self) -> None:
         if len(self.refusals) != len(self.choices):
             self.refusals = [None] * len(self.choices)
-
-
-@dataclass
-class Tally:
-    """What a backend did in this process: sent requests and their tokens, and what the cache saved."""
-
-    requests: int = 0
-    choices: int = 0
-    cache_hits: int = 0  # answers an earlier run paid for
-    reused: int = 0  # answers this process fetched already, asked for again (prefetch then map, joined in flight)
-    retries: int = 0
-    failures: int = 0
-    usage: Usage = field(default_factory=Usage)
-    cached_usage: Usage = field(default_factory=Usage)  # tokens of answers read from the cache (not paid again)
-
-    def cost(self, prices: Prices) -> float | None:
-        return prices.cost(self.usage.prompt_tokens, self.usage.cached_tokens, self.usage.completion_tokens)
 
 
 class RequestFailed(RuntimeError):
@@ -227,7 +156,7 @@ class ChatBackend:
             await self._client.close()
         self._client = self._loop = self._semaphore = None
 
-    # -- the one public call ---------------------------------------------------------------------------------------
+    # -- the public call -------------------------------------------------------------------------------------------
     async def complete(
         self,
         messages: list[dict[str, Any]],
@@ -239,45 +168,30 @@ class ChatBackend:
         sample_round: int = 0,
         max_tokens: int | None = None,
     ) -> Completion:
-        """`n` choices for `messages`, from the cache if this exact request was answered before.
+        """`n` choices for `messages`: `send` of the `Request` these arguments describe."""
+        return await self.send(
+            Request(messages, n, temperature, seed, response_format, max_tokens=max_tokens, sample_round=sample_round)
+        )
+
+    async def send(self, request: Request) -> Completion:
+        """The answer to `request`, from the cache if this exact request was answered before.
 
         An identical request already in flight on this backend is joined, not sent again (duplicate images in a
         dataset, or `SVUAMCAnnotator.prefetch` running ahead of `map`).
         """
-        key = request_key(
-            {
-                "model": self.model,
-                "endpoint": self.endpoint,
-                "messages": messages,
-                "n": n,
-                "temperature": temperature,
-                "seed": seed,
-                "response_format": response_format,
-                "max_tokens": max_tokens,
-                "sample_round": sample_round,
-            }
-        )
+        key = request.key(self.model, self.endpoint)
         self._runtime()  # binds the in-flight table to this event loop
         running = self._inflight.get(key)
         if running is not None:
             shared = await asyncio.shield(running)
             self.tally.reused += 1
             return dataclasses.replace(shared, from_cache=True)
-        task = asyncio.ensure_future(self._complete(key, messages, n, temperature, seed, response_format, max_tokens))
+        task = asyncio.ensure_future(self._complete(key, request))
         self._inflight[key] = task
         task.add_done_callback(lambda done: self._inflight.pop(key) if self._inflight.get(key) is done else None)
         return await task
 
-    async def _complete(
-        self,
-        key: str,
-        messages: list[dict[str, Any]],
-        n: int,
-        temperature: float,
-        seed: int | None,
-        response_format: dict[str, Any] | None,
-        max_tokens: int | None,
-    ) -> Completion:
+    async def _complete(self, key: str, request: Request) -> Completion:
         if self.cache is not None:
             stored = await asyncio.to_thread(self.cache.get, key)
             if stored is not None:
@@ -294,7 +208,7 @@ class ChatBackend:
                     self.tally.cache_hits += 1
                     self.tally.cached_usage += completion.usage
                 return completion
-        completion = await self._fetch(messages, n, temperature, seed, response_format, max_tokens)
+        completion = await self._fetch(request)
         self._fetched.add(key)
         if self.cache is not None:
             value = {
@@ -329,27 +243,14 @@ class ChatBackend:
         )
 
     # -- fallbacks -------------------------------------------------------------------------------------------------
-    async def _fetch(
-        self,
-        messages: list[dict[str, Any]],
-        n: int,
-        temperature: float,
-        seed: int | None,
-        response_format: dict[str, Any] | None,
-        max_tokens: int | None,
-    ) -> Completion:
+    async def _fetch(self, request: Request) -> Completion:
         while True:
             # What this attempt sends; another task may learn a fallback meanwhile, so compare against this.
-            multi_n, support = n > 1 and self.supports_n, self.schema_support
-            fmt = self._degrade_format(response_format)
+            multi_n, support = request.n > 1 and self.supports_n, self.schema_support
+            sent = request.with_format(self._degrade_format(request.response_format))
             try:
-                if n > 1 and not multi_n:
-                    parts = await asyncio.gather(
-                        *(
-                            self._request(messages, 1, temperature, None if seed is None else seed + i, fmt, max_tokens)
-                            for i in range(n)
-                        )
-                    )
+                if request.n > 1 and not multi_n:
+                    parts = await asyncio.gather(*(self._request(single) for single in sent.single_choices()))
                     usage = Usage()
                     for part in parts:
                         usage += part.usage
@@ -359,9 +260,9 @@ class ChatBackend:
                         requests=sum(p.requests for p in parts),
                         refusals=[r for p in parts for r in p.refusals],
                     )
-                return await self._request(messages, n, temperature, seed, fmt, max_tokens)
+                return await self._request(sent)
             except openai.BadRequestError as e:
-                if not self._fall_back(e, multi_n, support if fmt is not None else None):
+                if not self._fall_back(e, multi_n, support if sent.response_format is not None else None):
                     self.tally.failures += 1
                     raise RequestFailed(f"request rejected: {_error_text(e)}") from e
 
@@ -393,25 +294,9 @@ class ChatBackend:
         return False
 
     # -- one HTTP request with retries -----------------------------------------------------------------------------
-    async def _request(
-        self,
-        messages: list[dict[str, Any]],
-        n: int,
-        temperature: float,
-        seed: int | None,
-        response_format: dict[str, Any] | None,
-        max_tokens: int | None,
-    ) -> Completion:
+    async def _request(self, request: Request) -> Completion:
         client, semaphore = self._runtime()
-        params: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": temperature}
-        if n != 1:
-            params["n"] = n
-        if seed is not None:
-            params["seed"] = seed
-        if response_format is not None:
-            params["response_format"] = response_format
-        if max_tokens is not None:
-            params["max_tokens"] = max_tokens
+        params = request.params(self.model)
         attempt = 0
         while True:
             try:

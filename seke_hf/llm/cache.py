@@ -7,6 +7,7 @@ the requests that were in flight; a re-run sends only what was never answered.
 API (used by `ChatBackend` and by the FEAB evaluator)::
 
     cache = RequestCache(path=None)          # None: default_cache_dir() / "requests.sqlite"
+    cache = RequestCache.in_folder(folder)   # folder / "requests.sqlite" (None: default_cache_dir())
     key = request_key({...})                 # sha256 of the canonical JSON of everything that shapes the answer
     cache.get(key) -> dict | None            # the stored JSON value
     cache.put(key, value: dict)              # insert or replace, committed at once
@@ -59,6 +60,12 @@ class RequestCache:
         self.timeout = timeout
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def in_folder(cls, folder: str | os.PathLike | None = None, **kwargs: Any) -> RequestCache:
+        """The cache file (`requests.sqlite`) in `folder`, default `default_cache_dir()`: the one place the annotator
+        and the evaluator both look, so one pays for nothing the other asked."""
+        return cls(Path(folder or default_cache_dir()) / CACHE_FILE, **kwargs)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
