@@ -48,10 +48,10 @@ def run_demo(
     """Write synthetic corpora under `out/corpora`, build FEID/FEAB into `out/build`, evaluate into `out/report`."""
     from seke_hf import feid
     from seke_hf.annotate import SVUAMCAnnotator
-    from seke_hf.llm.usage import PRICE_TABLE
     from seke_hf.evaluate import run as evaluate
     from seke_hf.evaluate import write_report
     from seke_hf.evaluate.report import markdown_report
+    from seke_hf.llm.usage import PRICE_TABLE
     from seke_hf.pipeline import build_datasets
     from seke_hf.simulate import SimulatedVLLM, truth_from_dataset
     from seke_hf.synthetic.corpora import write_corpora

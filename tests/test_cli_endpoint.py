@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from seke_hf.llm.usage import PRICE_TABLE, Prices
 from seke_hf.cli import CLIError, main
 from seke_hf.cli.endpoint import check_reachable, require_api_key
 from seke_hf.cli.svuamc_options import add_svuamc_arguments, prices_from_args
+from seke_hf.llm.usage import PRICE_TABLE, Prices
 from seke_hf.pipeline import render_summary
 from seke_hf.simulate import SimulatedVLLM
 
