@@ -202,10 +202,7 @@ def _level_cell(level: str, labelled: int, origin: dict[str, int] | None) -> str
 
 
 def render_summary(summary: dict[str, Any], out: Path) -> str:
-    failed = sum(entry.get("status", {}).get("failed", 0) for entry in summary["datasets"].values())
     lines = [f"seke-hf build: done, written to {out}"]
-    if failed:
-        lines[0] += f"; {failed} rows failed (their requests kept failing): run the same command again to retry them"
     for kind, entry in summary["datasets"].items():
         sources = ", ".join(f"{s} {n}" for s, n in entry["per_source"].items())
         lines.append(f"  {kind.upper()}: {entry['rows']} rows ({sources})")
