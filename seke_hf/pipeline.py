@@ -138,6 +138,8 @@ def annotate_all(
             "estimated_cost": None if (cost := tally.cost(prices)) is None else round(cost, 4),
             "prices": prices.describe(),
             "answered_from_cache": tally.cache_hits,
+            "retries": tally.retries,
+            "failed_requests": tally.failures,
         }
     finally:
         annotator.close()
@@ -227,7 +229,8 @@ def render_summary(summary: dict[str, Any], out: Path) -> str:
     elif usage:
         tokens = usage["tokens"]
         lines.append(
-            f"  model: {usage['requests']} requests ({usage['answered_from_cache']} answers from cache), tokens "
+            f"  model: {usage['requests']} requests sent ({usage.get('retries', 0)} retries, "
+            f"{usage.get('failed_requests', 0)} failed; {usage['answered_from_cache']} answers from cache), tokens "
             f"{tokens['prompt']} prompt / {tokens['completion']} completion, " + _cost_line(usage)
         )
     return "\n".join(lines)

@@ -53,6 +53,9 @@ def test_summary_labels_the_estimate_with_its_prices():
         {"datasets": {}, "usage": {**usage, "estimated_cost": 21.24, "prices": "gpt-4o prices"}}, "out"
     )
     assert "estimated cost $21.24 at gpt-4o prices" in priced
+    counted = render_summary({"datasets": {}, "usage": {**usage, "requests": 69, "retries": 13, "failed_requests": 0,
+                                                         "estimated_cost": 1.0, "prices": ""}}, "out")  # fmt: skip
+    assert "69 requests sent (13 retries, 0 failed; 0 answers from cache)" in counted
     unpriced = render_summary(
         {"datasets": {}, "usage": {**usage, "estimated_cost": None, "prices": "not priced"}}, "out"
     )
