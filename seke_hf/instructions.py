@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar
 import datasets
 import PIL.Image
 
+from seke_hf.columns import CHAT_IMAGES_COLUMN, IMAGE_COLUMN, MESSAGES_COLUMN
 from seke_hf.knowledge import ACTION_UNITS
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS, active_aus, coded_aus, has_aus, has_expression, has_valence_arousal
 
@@ -142,7 +143,10 @@ def chat_features(style: Style) -> datasets.Features:
     text = datasets.Value("string")
     content = text if style == "placeholder" else datasets.List({"type": text, "text": text})
     return datasets.Features(
-        {"messages": datasets.List({"role": text, "content": content}), "images": datasets.List(datasets.Image())}
+        {
+            MESSAGES_COLUMN: datasets.List({"role": text, "content": content}),
+            CHAT_IMAGES_COLUMN: datasets.List(datasets.Image()),
+        }
     )
 
 
@@ -158,7 +162,7 @@ class ChatBuilder:
         messages = [
             conversation(qa_pairs(row, self.seed, self.levels, self.with_description), self.style) for row in rows
         ]
-        return {"messages": messages, "images": [[row["image"]] for row in rows]}
+        return {MESSAGES_COLUMN: messages, CHAT_IMAGES_COLUMN: [[row[IMAGE_COLUMN]] for row in rows]}
 
 
 def to_chat(
@@ -197,7 +201,7 @@ def to_chat(
         num_proc=num_proc,
         desc="Keeping rows with a label",
     )
-    raw = ds.cast_column("image", datasets.Image(decode=False))
+    raw = ds.cast_column(IMAGE_COLUMN, datasets.Image(decode=False))
     features = datasets.Features({**raw.features, **chat_features(style)})
     out = raw.map(
         ChatBuilder(seed, levels, style, with_description),
@@ -206,8 +210,8 @@ def to_chat(
         num_proc=num_proc,
         desc="Writing conversations",
     )
-    out = out.cast_column("image", datasets.Image())
-    return out if keep_image else out.remove_columns("image")
+    out = out.cast_column(IMAGE_COLUMN, datasets.Image())
+    return out if keep_image else out.remove_columns(IMAGE_COLUMN)
 
 
 _LABEL_COLUMNS = ("expression", "valence", "arousal", "aus", "provenance")
@@ -234,22 +238,22 @@ def export_llava(ds: datasets.Dataset, path: str | os.PathLike, image_folder: st
     `<folder of path>/<image_folder>/<sample_id>.<ext>`; `image` paths are relative to that folder's parent, as
     LLaVA's `--image_folder` expects.
     """
-    if "messages" not in ds.column_names:
+    if MESSAGES_COLUMN not in ds.column_names:
         raise ValueError("export_llava needs a `to_chat` dataset (a `messages` column)")
     path = Path(path)
     base = path.parent
-    raw = ds.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    raw = ds.cast_column(CHAT_IMAGES_COLUMN, datasets.List(datasets.Image(decode=False)))
     records = []
     for row in raw:
         turns = []
-        for message in row["messages"]:
+        for message in row[MESSAGES_COLUMN]:
             content = message["content"]
             if not isinstance(content, str):
                 raise ValueError("export_llava needs placeholder-style messages (to_chat(style='placeholder'))")
             if content.startswith(IMAGE_PLACEHOLDER):
                 content = f"{IMAGE_PLACEHOLDER}\n{content[len(IMAGE_PLACEHOLDER) :]}"
             turns.append({"from": "human" if message["role"] == "user" else "gpt", "value": content})
-        image = row["images"][0]
+        image = row[CHAT_IMAGES_COLUMN][0]
         relative = f"{image_folder}/{row['sample_id']}{_suffix(image)}"
         target = base / relative
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ Covered (read from the clients' source: `hf_api.py`, `_commit_api.py`, `lfs.py`,
 - `POST /{prefix}{id}.git/info/lfs/objects/batch`, then `PUT` upload and `POST` verify (basic LFS transfer)
 - `POST /api/{type}s/{id}/commit/{rev}` (NDJSON: header, file, lfsFile, deletedFile, deletedFolder; create_pr)
 - `GET /api/{type}s/{id}/tree/{rev}[/{path}]`, `POST /api/{type}s/{id}/paths-info/{rev}`, `GET .../refs`
+  (with pull requests), `GET .../commits/{rev}` (history), `POST .../super-squash/{branch}` (history rewritten)
 - `GET`/`HEAD /{prefix}{id}/resolve/{rev}/{path}` with `Range` (206/416), ETag, X-Repo-Commit, X-Linked-*
 - `POST /api/validate-yaml` (the Hub's card metadata checks, as far as the published rules say)
 
@@ -145,6 +146,15 @@ class Repo:
         sha = self.refs.get(revision) or self.refs.get(revision.removeprefix("refs/heads/"))
         return self.commits.get(sha or revision)
 
+    def prune(self) -> None:
+        """Forget the commits no ref reaches."""
+        reachable: set[str] = set()
+        for sha in self.refs.values():
+            while sha and sha not in reachable:
+                reachable.add(sha)
+                sha = self.commits[sha].parent
+        self.commits = {sha: c for sha, c in self.commits.items() if sha in reachable}
+
     def commit(self, branch: str, title: str, files: dict[str, Blob]) -> Commit:
         parent = self.refs.get(branch)
         date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -248,6 +258,9 @@ class HubServer:
             ("POST", r"/api/(?P<type>models|datasets|spaces)/(?P<id>[^/]+/[^/]+)/paths-info/(?P<rev>[^/]+)",
              self._paths_info),
             ("GET", r"/api/(?P<type>models|datasets|spaces)/(?P<id>[^/]+/[^/]+)/refs", self._refs),
+            ("GET", r"/api/(?P<type>models|datasets|spaces)/(?P<id>[^/]+/[^/]+)/commits/(?P<rev>[^/]+)", self._commits),
+            ("POST", r"/api/(?P<type>models|datasets|spaces)/(?P<id>[^/]+/[^/]+)/super-squash/(?P<rev>[^/]+)",
+             self._super_squash),
             ("POST", r"/(?P<prefix>datasets/|spaces/)?(?P<id>[^/]+/[^/]+)\.git/info/lfs/objects/batch",
              self._lfs_batch),
             ("PUT", r"/_lfs/(?P<type>model|dataset|space)/(?P<id>[^/]+/[^/]+)/(?P<oid>[0-9a-f]{64})", self._lfs_put),
@@ -378,7 +391,44 @@ class HubServer:
         branches = [
             {"name": n, "ref": f"refs/heads/{n}", "targetCommit": s} for n, s in repo.refs.items() if "/" not in n
         ]
-        return Reply.json({"branches": branches, "converts": [], "tags": []})
+        converts = [
+            {"name": n.removeprefix("refs/convert/"), "ref": n, "targetCommit": s}
+            for n, s in repo.refs.items()
+            if n.startswith("refs/convert/")
+        ]
+        reply: dict[str, Any] = {"branches": branches, "converts": converts, "tags": []}
+        if request.query.get("include_prs", ["0"])[0] in ("1", "true", "True"):
+            reply["pullRequests"] = [
+                {"name": n.removeprefix("refs/pr/"), "ref": n, "targetCommit": s}
+                for n, s in repo.refs.items()
+                if n.startswith("refs/pr/")
+            ]
+        return Reply.json(reply)
+
+    def _commits(self, request: Request, type: str, id: str, rev: str) -> Reply:
+        """The history of a revision, newest first (one page: the client follows no `Link` header then)."""
+        repo = self._readable(request, type, id)
+        commit: Commit | None = self._commit_at(repo, rev)
+        history = []
+        while commit is not None:
+            history.append({
+                "id": commit.sha, "title": commit.title, "message": "", "date": commit.date,
+                "authors": [{"user": repo.owner}],
+            })  # fmt: skip
+            commit = repo.commits.get(commit.parent) if commit.parent else None
+        return Reply.json(history)
+
+    def _super_squash(self, request: Request, type: str, id: str, rev: str) -> Reply:
+        """Replace the branch by one commit holding its head's files; commits no ref reaches any more are gone,
+        as on the Hub (their files can no longer be resolved, by any revision)."""
+        repo = self._writable(request, type, id)
+        branch = unquote(rev)
+        head = self._commit_at(repo, branch)
+        message = (request.json() or {}).get("message") or f"Super-squash branch '{branch}'"
+        del repo.refs[branch]
+        repo.commit(branch, message, dict(head.files))
+        repo.prune()
+        return Reply.json({"commitId": repo.refs[branch]})
 
     # ---- upload ---------------------------------------------------------------------------------------------------
 

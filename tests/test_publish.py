@@ -62,6 +62,8 @@ def test_release_folder_loads_with_plain_datasets(release, configs, tmp_path):
     assert {"README.md", "LICENSE", "seke_release.json"} <= set(files)
     assert not any(p.startswith("data/all/") for p in files), "`all` must reuse the per-corpus shards"
     assert read_release(release)["kind"] == "feid"
+    recorded = read_release(release)["files"]  # every file build_repo wrote, with its hash: what push uploads
+    assert recorded == {path: digest for path, digest in files.items() if path != "seke_release.json"}
     assert release_has_images(release)
     for name, expected in configs.items():
         _assert_same(datasets.load_dataset(str(release), name, cache_dir=str(tmp_path)), expected)

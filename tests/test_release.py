@@ -144,3 +144,16 @@ def test_merge_annotations_keeps_unmatched_labels_and_checks_its_input(annotated
     named = labels.select_columns(["sample_id", "expression"]).cast_column("expression", datasets.Value("string"))
     named = named.map(lambda r: {"expression": "fear"})
     assert set(merge_annotations(feid, named, on_unmatched="drop")["expression"]) == {3}  # names -> ClassLabel ids
+
+
+def test_annotations_never_replace_the_faces(feid, root, tmp_path):
+    """A hostile annotations file with an `image` column of paths: the faces stay those read from the corpora."""
+    secret = tmp_path / "private.key"
+    secret.write_bytes(b"never in a dataset")
+    rows = export_annotations(feid).select_columns(["sample_id", "valence"])
+    rows.add_column("image", [str(secret)] * len(rows)).to_parquet(str(tmp_path / "hostile.parquet"))
+    merged = datasets.load_dataset("feid", data_dir=str(root), split="train", selection=SMALL,
+                                   annotations=str(tmp_path / "hostile.parquet"))  # fmt: skip
+    faces = merged.cast_column("image", datasets.Image(decode=False))["image"]
+    assert faces == feid.cast_column("image", datasets.Image(decode=False))["image"]
+    assert all(face["bytes"] and face["path"] != str(secret) for face in faces)

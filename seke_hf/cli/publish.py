@@ -19,8 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "publish",
         help="push a FEID/FEAB release folder to the Hub",
         description="Push a release folder (written by seke_hf.publish.build_repo) to a Hub dataset repo as one "
-        "commit. A release with images must be private or gated; a public, ungated one needs "
-        "--allow-public-images. The token is read from HF_TOKEN or your saved login.",
+        "commit: exactly the files build_repo wrote, nothing else. A release with images must be private or gated; "
+        "a public, ungated one needs --allow-public-images. A repo whose history holds images is not made public "
+        "and ungated (use a new repo, or --squash-history). The token is read from HF_TOKEN or your saved login.",
         epilog="""examples:
   seke-hf publish feid_build/hub/feid --repo-id my-org/feid                  # private, gated (manual approval)
   seke-hf publish feid_build/hub/feid --repo-id my-org/feid-labels --annotations-only --public --gated none
@@ -55,6 +56,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--endpoint", default=None, help="Hub endpoint (default: HF_ENDPOINT or huggingface.co)")
     parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing to main")
+    parser.add_argument(
+        "--squash-history",
+        action="store_true",
+        help="rewrite the history of main to this one commit (irreversible): needed to make public a repo whose "
+        "earlier revisions hold images",
+    )
     parser.add_argument("--message", default=None, help="commit message")
     parser.set_defaults(func=run)
     return parser
@@ -62,17 +69,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from seke_hf.publish import push
+    from seke_hf.urls import public_url
 
     options = dict(
         repo_id=args.repo_id, private=args.private, gated=args.gated, endpoint=args.endpoint,
         create_pr=args.create_pr, allow_public_images=args.allow_public_images, commit_message=args.message,
+        squash_history=args.squash_history,
     )  # fmt: skip
     if not args.annotations_only:
         commit = push(args.dir, **options)
     else:
         with tempfile.TemporaryDirectory(prefix="seke_annotations_") as tmp:
             commit = push(annotations_copy(args.dir, Path(tmp) / "release", repo_id=args.repo_id), **options)
-    print(commit.pr_url or commit.commit_url)
+    print(public_url(commit.pr_url or commit.commit_url))
     return 0
 
 
@@ -81,8 +90,10 @@ def annotations_copy(folder: Path, out: Path, repo_id: str | None = None) -> Pat
     import datasets
 
     from seke_hf.publish import build_repo, read_release
+    from seke_hf.publish.manifest import expected_files
 
     release = read_release(folder)
+    expected_files(folder)  # read only what build_repo wrote: a stray shard would otherwise be read as a split
     if release["mode"] == "annotations":
         return folder
     configs = {name: datasets.load_dataset(str(folder), name) for name in release["configs"]}

@@ -28,6 +28,7 @@ import PIL.Image
 from seke_hf.evaluate.scoring import ERROR, questions, read_prediction, reference_rows, score, write_predictions
 from seke_hf.evaluate.tasks import ANSWER_FORMATS, FEAB_PROMPT_VERSION, TASK_NAMES, check_tasks, get_task
 from seke_hf.llm import ChatBackend, Request, RequestCache, RequestFailed, image_data_url, open_image, request_key
+from seke_hf.urls import public_url
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ async def arun(
         write_predictions(records, settings.predictions_path)
     info = {
         "model": settings.model,
-        "endpoint": backend.endpoint,
+        "endpoint": public_url(backend.endpoint),
         "answer_format": asker.answer_format,
         "prompt_version": FEAB_PROMPT_VERSION,
         "temperature": settings.temperature,

@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
-from seke_hf.publish.layout import DEFAULT_CONFIG, build_repo, read_release, release_has_images
-from seke_hf.publish.push import PublishError, UnsafeReleaseError, push
+from seke_hf.publish.errors import PublishError, UnsafeReleaseError
+from seke_hf.publish.layout import DEFAULT_CONFIG, build_repo, release_has_images
+from seke_hf.publish.manifest import read_release
+from seke_hf.publish.push import push
 
 __all__ = [
     "DEFAULT_CONFIG",

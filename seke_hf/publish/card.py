@@ -15,7 +15,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import datasets
 import jinja2
@@ -27,11 +27,10 @@ from datasets.splits import SplitDict, SplitInfo
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from seke_hf.release import image_columns
+from seke_hf.columns import image_columns
+from seke_hf.publish.files import ConfigLayout
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS, NOT_ANNOTATED
-
-if TYPE_CHECKING:
-    from seke_hf.publish.layout import ConfigLayout
+from seke_hf.urls import public_urls_in
 
 CARDS_PACKAGE = "seke_hf.cards"
 CARD_TEMPLATE = "dataset_card.md.j2"
@@ -374,13 +373,14 @@ def _effort(tables: Mapping[str, pa.Table]) -> dict[str, Any] | None:
 
 
 def public_build_info(info: Any) -> Any:
-    """`build_info` fit for a public repo: credential-like keys and token-like values removed, at any depth."""
+    """`build_info` fit for a public repo: credential-like keys and token-like values removed, and URLs stripped of
+    their credentials (`seke_hf.urls.public_url`), at any depth."""
     if isinstance(info, Mapping):
         return {str(k): public_build_info(v) for k, v in info.items()
                 if not SECRET_KEY.search(str(k)) and not (isinstance(v, str) and SECRET_VALUE.match(v))}  # fmt: skip
     if isinstance(info, (list, tuple)):
         return [public_build_info(v) for v in info if not (isinstance(v, str) and SECRET_VALUE.match(v))]
-    return info
+    return public_urls_in(info) if isinstance(info, str) else info
 
 
 def _build(build_info: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -1,12 +1,5 @@
-"""Write a FEID/FEAB release as the Hub lays it out, in a local folder: what `load_dataset(folder, config)` reads is
-exactly what `push` uploads.
-
-```
-README.md                                   dataset card (YAML: configs, dataset_info, licence, gating)
-LICENSE                                     the terms of the release and of each source corpus
-seke_release.json                           kind, mode, build info: lets the folder be re-rendered or re-exported
-data/<config>/<split>-00000-of-00002.parquet
-```
+"""Write a FEID/FEAB release as the Hub lays it out, in a local folder (the files are named in `files.py`): what
+`load_dataset(folder, config)` reads is exactly what `push` uploads.
 
 Shards follow `Dataset.push_to_hub`'s naming and embed image bytes (`embed_table_storage`), so the Parquet files
 need neither this package nor the original image files to be read. The `all` config points at the per-corpus
@@ -21,18 +14,21 @@ import logging
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import datasets
-import pyarrow.parquet as pq
+import pyarrow as pa
 from datasets.table import embed_table_storage
 from datasets.utils.py_utils import convert_file_size_to_int
 
+from seke_hf.columns import IMAGE_COLUMNS, file_columns, image_columns
 from seke_hf.corpora import CORPORA
 from seke_hf.publish.card import public_build_info, render_card, render_license
-from seke_hf.release import export_annotations, image_columns
+from seke_hf.publish.content import file_findings
+from seke_hf.publish.files import CARD_FILE, DATA_DIR, LICENSE_FILE, RELEASE_FILE, RELEASE_FILES, ConfigLayout
+from seke_hf.publish.manifest import FILES_KEY, digests
+from seke_hf.release import export_annotations
 
 logger = logging.getLogger("seke_hf.publish")
 
@@ -46,22 +42,6 @@ DEFAULT_SPLIT: dict[str, str] = {"feid": "train", "feab": "test"}
 SPLIT_ORDER = ("train", "validation", "test")
 MAX_SHARD_SIZE = "500MB"
 """Largest Parquet shard, as `push_to_hub`'s default (estimated from the Arrow size, images included)."""
-DATA_DIR = "data"
-RELEASE_FILE = "seke_release.json"
-RELEASE_FILES = ("README.md", "LICENSE", RELEASE_FILE, ".gitattributes")
-"""What a release folder may hold besides `data/`: anything else means the folder is not a release."""
-
-
-@dataclass
-class ConfigLayout:
-    """Where one config's splits live: data_files patterns (relative to the release folder) and split info."""
-
-    name: str
-    data_files: dict[str, list[str]] = field(default_factory=dict)
-    features: datasets.Features | None = None
-    num_examples: dict[str, int] = field(default_factory=dict)
-    num_bytes: dict[str, int] = field(default_factory=dict)
-    download_size: int = 0
 
 
 def build_repo(
@@ -88,6 +68,7 @@ def build_repo(
     configs = _as_dataset_dicts(datasets_by_config, kind)
     if mode == "annotations":
         configs = {name: export_annotations(dd) for name, dd in configs.items()}
+    _check_file_columns(configs)
     out = _prepare_folder(Path(out_dir))
     max_bytes = convert_file_size_to_int(max_shard_size)
 
@@ -103,33 +84,25 @@ def build_repo(
 
     card = render_card(configs, layouts, kind=kind, mode=mode, default_config=DEFAULT_CONFIG,
                        build_info=build_info, repo_id=repo_id)  # fmt: skip
-    card.save(out / "README.md")
-    (out / "LICENSE").write_text(render_license(configs, kind=kind, default_config=DEFAULT_CONFIG), "utf-8")
-    release = {"kind": kind, "mode": mode, "configs": list(layouts), "build_info": public_build_info(build_info or {})}
+    card.save(out / CARD_FILE)
+    (out / LICENSE_FILE).write_text(render_license(configs, kind=kind, default_config=DEFAULT_CONFIG), "utf-8")
+    shards = [shard for layout in layouts.values() for shard in layout.shards]
+    release = {
+        "kind": kind,
+        "mode": mode,
+        "configs": list(layouts),
+        "build_info": public_build_info(build_info or {}),
+        FILES_KEY: digests(out, [CARD_FILE, LICENSE_FILE, *shards]),
+    }
     (out / RELEASE_FILE).write_text(json.dumps(release, indent=2, default=str) + "\n", "utf-8")
     logger.info("wrote %s release (%s) with configs %s to %s", kind.upper(), mode, ", ".join(layouts), out)
     return out
 
 
 def release_has_images(folder: str | os.PathLike) -> bool:
-    """Whether any Parquet shard of the release stores an image column (read from the shards' own schemas)."""
-    for path in sorted(Path(folder, DATA_DIR).rglob("*.parquet")):
-        metadata = pq.read_schema(path).metadata or {}
-        info = json.loads(metadata.get(b"huggingface", b"{}") or b"{}").get("info", {})
-        if "features" in info and image_columns(datasets.Features.from_dict(info["features"])):
-            return True
-    return False
-
-
-def read_release(folder: str | os.PathLike) -> dict[str, Any]:
-    """The `seke_release.json` of a folder written by `build_repo` (kind, mode, configs, build_info)."""
-    path = Path(folder) / RELEASE_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{folder} is not a release folder: {RELEASE_FILE} is missing. Write one with "
-            "seke_hf.publish.build_repo(datasets_by_config, out_dir)."
-        )
-    return json.loads(path.read_text("utf-8"))
+    """Whether any file of the folder may hold images or binary data, read from the files themselves (every
+    Parquet file's columns whatever its metadata says, every other file's bytes), not from their names."""
+    return any(file_findings(p) for p in sorted(Path(folder).rglob("*")) if p.is_file())
 
 
 def _as_dataset_dicts(
@@ -149,6 +122,20 @@ def _as_dataset_dicts(
     return configs
 
 
+def _check_file_columns(configs: Mapping[str, datasets.DatasetDict]) -> None:
+    """Only the faces may carry bytes into a release: any other column that stores files (its cells may be paths,
+    which writing would embed, whatever file they name) is refused before anything is written."""
+    for name, dd in configs.items():
+        for split, ds in dd.items():
+            undeclared = [c for c in file_columns(ds.features) if c not in IMAGE_COLUMNS]
+            if undeclared:
+                raise ValueError(
+                    f"config {name!r}, split {split!r}: column(s) {', '.join(undeclared)} store files, and only the "
+                    f"faces ({', '.join(IMAGE_COLUMNS)}) may carry bytes into a release. Drop them "
+                    "(ds.remove_columns) or publish annotations only (mode='annotations')."
+                )
+
+
 def _prepare_folder(out: Path) -> Path:
     if out.exists():
         strangers = [p.name for p in out.iterdir() if p.name not in (*RELEASE_FILES, DATA_DIR)]
@@ -157,6 +144,7 @@ def _prepare_folder(out: Path) -> Path:
                 f"{out} holds files that are not part of a release ({', '.join(sorted(strangers)[:5])}); "
                 "choose an empty or new folder"
             )
+        (out / RELEASE_FILE).unlink(missing_ok=True)  # a build that stops half-way leaves no manifest to push
         shutil.rmtree(out / DATA_DIR, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     return out
@@ -171,17 +159,23 @@ def _write_config(out: Path, name: str, dd: datasets.DatasetDict, max_bytes: int
         embed = bool(image_columns(ds.features))
         for index in range(num_shards):
             shard = ds.shard(num_shards=num_shards, index=index, contiguous=True)
-            if embed:  # the bytes of images still stored as file paths go into the Parquet file itself
-                shard = shard.with_format("arrow").map(embed_table_storage, batched=True, keep_in_memory=True)
+            if embed:  # the bytes of local images still stored as file paths go into the Parquet file itself
+                shard = shard.with_format("arrow").map(_embed_local_files, batched=True, keep_in_memory=True)
                 shard = shard.with_format(None)
             path = folder / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
             shard.to_parquet(str(path))
+            layout.shards.append(path.relative_to(out).as_posix())
             layout.download_size += path.stat().st_size
         layout.data_files[split] = [f"{DATA_DIR}/{name}/{split}-*.parquet"]
         layout.num_examples[split] = len(ds)
         layout.num_bytes[split] = ds.data.nbytes
         layout.features = ds.features
     return layout
+
+
+def _embed_local_files(table: pa.Table) -> pa.Table:
+    """`embed_table_storage` without fetching URLs: writing a release never downloads anything."""
+    return embed_table_storage(table, remote_files=False)
 
 
 def _union_layout(parts: Mapping[str, ConfigLayout], order: Mapping[str, list[str]]) -> ConfigLayout:
