@@ -114,7 +114,7 @@ class Stage:
     corpora: Path  # the synthetic corpora, in their raw layouts
     model_url: str  # the simulator's base URL (ends in /v1)
     truth: Path  # its truth table, for the `seke-hf simulate --truth` examples
-    demo_output: str = ""  # what `seke-hf demo --small` printed
+    demo_output: str = ""  # what `seke-hf demo --small` printed: its stage lines (stderr), then its summary
 
     def substitute(self, source: str, model_port: str) -> str:
         """The block as it runs here: the reader's corpora folders and local server port replaced by ours."""
@@ -149,7 +149,7 @@ def stage(tmp_path_factory) -> Iterator[Stage]:
     hub = shared_server()
     hub.add_user("readme-reader", TOKEN, orgs=("org", "my-org"))
     with SimulatedVLLM(truth=truth) as server, _environment(server.base_url, hub.endpoint):
-        stage = Stage(work, corpora, server.base_url, root / "truth.jsonl", shown.stdout)
+        stage = Stage(work, corpora, server.base_url, root / "truth.jsonl", shown.stderr + shown.stdout)
         _readers_own_files(stage, demo / "build", root)
         yield stage
 
