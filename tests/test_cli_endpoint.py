@@ -33,7 +33,8 @@ def test_prices_named_explicit_default_or_none():
     assert not prices_from_args(_args("--prices", "none"), OPENAI).known
     given = prices_from_args(_args("--price-input", "0.2", "--price-output", "0.8"), local)
     assert (given.input, given.cached_input, given.output) == (0.2, 0.2, 0.8)
-    assert given.describe() == "$0.20 input, $0.2 cached, $0.80 output per 1M tokens"
+    assert given.describe() == "$0.20 input, $0.20 cached, $0.80 output per 1M tokens"
+    assert "$0.075 cached" in PRICE_TABLE["gpt-4o-mini"].describe()
     with pytest.raises(CLIError, match="--price-output"):
         prices_from_args(_args("--price-input", "0.2"), local)
     with pytest.raises(CLIError, match="gpt-4o, gpt-4o-mini"):

@@ -41,12 +41,18 @@ class Prices:
         """What the estimates are priced at, e.g. "gpt-4o prices ($2.50 input, $1.25 cached, ...)"."""
         if not self.known:
             return "not priced"
-        rates = f"${self.input:.2f} input, ${self.cached_input:.3g} cached, ${self.output:.2f} output per 1M tokens"
-        return f"{self.name} prices ({rates})" if self.name else rates
+        rates = f"${_rate(self.input)} input, ${_rate(self.cached_input)} cached, ${_rate(self.output)} output"
+        return f"{self.name} prices ({rates} per 1M tokens)" if self.name else f"{rates} per 1M tokens"
 
     def format(self, cost: float | None, digits: int = 2) -> str:
         """A cost for people: "$3.92", or "not priced"."""
         return "not priced" if cost is None or not self.known else f"${cost:,.{digits}f}"
+
+
+def _rate(usd: float) -> str:
+    """Cents, or tenths of a cent where a list has them: 2.50, 0.075."""
+    text = f"{usd:.3f}"
+    return text[:-1] if text.endswith("0") else text
 
 
 PRICE_TABLE: dict[str, Prices] = {
