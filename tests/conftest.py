@@ -35,3 +35,13 @@ import pytest  # noqa: E402
 def cache_dir(tmp_path):
     """A fresh `datasets` cache for one test, so caching behaviour is observed from a cold start."""
     return str(tmp_path / "hf_cache")
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """An S3-protocol server on 127.0.0.1 (moto) with fake credentials in the environment (tests/s3_server.py)."""
+    pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (in the dev extra)")
+    from s3_server import S3Server
+
+    with S3Server() as server:
+        yield server

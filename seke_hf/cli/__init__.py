@@ -7,7 +7,7 @@ import importlib
 import logging
 import sys
 
-COMMANDS: tuple[str, ...] = ("demo", "build", "annotate", "publish", "evaluate", "simulate")
+COMMANDS: tuple[str, ...] = ("demo", "build", "annotate", "publish", "evaluate", "simulate", "cache")
 """Subcommand modules, in the order `seke-hf --help` lists them."""
 
 

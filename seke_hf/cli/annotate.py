@@ -4,6 +4,10 @@
     seke-hf annotate --data saved_rafdb/ --out rafdb_feid/ --base-url http://127.0.0.1:8000/v1 --max-samples 8
     seke-hf annotate --data org/faces --split train --out faces_annotated/
     seke-hf annotate --data rafdb --data-dir /data/RAF-DB --config original --out rafdb_annotated/
+    seke-hf annotate --data faces/ --out s3://lab/faces-annotated --engine ray --address auto --workers 16
+
+With --engine ray, Ray actors annotate (pip install "seke-hf[ray]"; see seke_hf.scale) and --out receives Parquet
+shards, out/data/{split}-NNNNN-of-NNNNN.parquet, which datasets.load_dataset(out) reads.
 
 The API key comes from OPENAI_API_KEY (never from the command line, where it would land in shell histories).
 """
@@ -52,6 +56,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "while the batch's slowest rows finish their extra rounds",
     )
     p.add_argument("--num-proc", type=int, default=None)
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="annotate in this process or on Ray")
+    p.add_argument("--address", default=None, help="Ray cluster to join (auto: this machine's); default: start one")
+    p.add_argument("--workers", type=int, default=2, help="Ray actors, each with --max-concurrency requests in flight")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars (neither ours nor those of datasets' map and save)")  # fmt: skip
     p.set_defaults(func=run)
@@ -95,35 +102,52 @@ def run(args: argparse.Namespace) -> int:
         datasets.disable_progress_bars()
     data = load_data(args.data, args.split, config=args.config, data_dir=args.data_dir)
     annotator = annotator_from_args(args, image_column=args.image_column)
+    if args.engine == "ray":
+        from seke_hf.scale import ray_annotate
+
+        ray_annotate.connect(args.address)
     out = datasets.DatasetDict()
     for name, ds in data.items():
         if args.limit is not None:
             ds = ds.select(range(min(args.limit, len(ds))))
         if args.image_column not in ds.column_names:
             raise CLIError(f"split {name!r} has no column {args.image_column!r} (columns: {ds.column_names})")
-        out[name] = annotator.annotate(ds, batch_size=args.batch_size, num_proc=args.num_proc, desc=f"SV-UAMC {name}")
+        if args.engine == "ray":
+            annotated = ray_annotate.annotate_with_ray(ds, annotator, workers=args.workers, batch_size=args.batch_size)
+            shards = ray_annotate.write_shards(annotated, args.out, split=name)
+            out[name] = ray_annotate.read_shards(shards, columns=REPORTED)
+        else:
+            out[name] = annotator.annotate(
+                ds, batch_size=args.batch_size, num_proc=args.num_proc, desc=f"SV-UAMC {name}"
+            )
         logger.info("%s: %s", name, report(out[name]))
-    logger.info("usage: %s", usage_line(annotator, out, started, args.num_proc))
+    workers = args.workers if args.engine == "ray" else args.num_proc if (args.num_proc or 0) > 1 else 0
+    logger.info("usage: %s", usage_line(annotator, out, started, workers))
     annotator.close()
-    os.makedirs(args.out, exist_ok=True)
-    out.save_to_disk(args.out)
+    if args.engine == "local":
+        os.makedirs(args.out, exist_ok=True)
+        out.save_to_disk(args.out)
     logger.info("saved to %s", args.out)
     return 0
 
 
-def usage_line(annotator: Any, out: datasets.DatasetDict, started: float, num_proc: int | None) -> str:
+def usage_line(annotator: Any, out: datasets.DatasetDict, started: float, workers: int = 0) -> str:
     """What this run sent, counted as it was sent (retries and failures included), or, when `datasets` returned
-    every split from its cache of an earlier identical run, that no request was made at all."""
+    every split from its cache of an earlier identical run, that no request was made at all. When `workers` other
+    processes asked (num_proc workers, Ray actors), their answers are read back from the shared request cache."""
     backend = annotator.backend
-    if num_proc is not None and num_proc > 1:
-        # Each worker counts in its own process: read their answers back from the shared request cache instead.
+    if workers:
         fetched = backend.fetched_since(started)
         fetched.cache_hits = max(sum(sum(ds["requests"]) for ds in out.values()) - fetched.requests, 0)
-        return backend.summary(fetched) + f" (answers of {num_proc} processes; their retries are not counted)"
+        return backend.summary(fetched) + f" (answers of {workers} processes; their retries are not counted)"
     tally = backend.tally
     if tally.requests == tally.cache_hits == tally.reused == 0 and any(len(ds) for ds in out.values()):
         return "no request: datasets returned the annotated rows from its cache of an identical earlier run"
     return backend.summary(tally)
+
+
+REPORTED = ["status", "provenance", "mc_samples", "requests"]
+"""The columns `report` reads."""
 
 
 def report(ds: datasets.Dataset) -> str:

@@ -12,6 +12,7 @@ API (used by `ChatBackend` and by the FEAB evaluator)::
     cache.get(key) -> dict | None            # the stored JSON value
     cache.put(key, value: dict)              # insert or replace, committed at once
     cache.values_since(timestamp)            # values stored at or after a time.time() (all processes): run totals
+    cache.items(); iter(cache)               # everything stored (copying a cache: `seke-hf cache push`)
     len(cache); cache.close()
 
 The key is computed by the caller from the model, the endpoint, the full request content (an image enters through
@@ -64,7 +65,12 @@ class RequestCache:
     @classmethod
     def in_folder(cls, folder: str | os.PathLike | None = None, **kwargs: Any) -> RequestCache:
         """The cache file (`requests.sqlite`) in `folder`, default `default_cache_dir()`: the one place the annotator
-        and the evaluator both look, so one pays for nothing the other asked."""
+        and the evaluator both look, so one pays for nothing the other asked. A URL of shared storage (`s3://...`)
+        gives a `SharedRequestCache` there instead, with the same interface."""
+        from seke_hf.llm.shared_cache import SharedRequestCache, is_url
+
+        if is_url(folder):
+            return SharedRequestCache(str(folder))
         return cls(Path(folder or default_cache_dir()) / CACHE_FILE, **kwargs)
 
     def _connection(self) -> sqlite3.Connection:
@@ -103,6 +109,18 @@ class RequestCache:
         with self._lock:
             rows = self._connection().execute("SELECT value FROM responses WHERE created >= ?", (timestamp,)).fetchall()
         return (json.loads(text) for (text,) in rows)
+
+    def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every (key, value) stored, for copying a cache elsewhere (`seke-hf cache push`)."""
+        with self._lock:
+            rows = self._connection().execute("SELECT key, value FROM responses").fetchall()
+        return ((key, json.loads(text)) for key, text in rows)
+
+    def __iter__(self) -> Iterator[str]:
+        """The keys stored."""
+        with self._lock:
+            rows = self._connection().execute("SELECT key FROM responses").fetchall()
+        return (key for (key,) in rows)
 
     def __len__(self) -> int:
         with self._lock:
