@@ -279,7 +279,8 @@ def test_every_block_is_run_or_says_why_not():
     assert len(runnable) >= 15, "the README lost its examples, or this test lost track of them"
     assert all(b.language in (*RUNNABLE, "", "json", "text") for b in blocks), [b.where() for b in blocks]
     skipped = [b for b in runnable if b.skip]
-    assert len(skipped) <= 4, f"most examples must run here; skipped: {[(b.where(), b.skip) for b in skipped]}"
+    why = [(b.where(), b.skip) for b in skipped]
+    assert len(skipped) * 3 <= len(runnable), f"most examples must run here; skipped: {why}"
     with pytest.raises(ValueError, match="skip \\(why\\)"):
         readme_blocks("<!-- readme-test: ignore -->\n```bash\nls\n```\n")
     assert readme_blocks("<!-- readme-test: skip (needs a GPU) -->\n\n```bash\nvllm\n```\n")[0].skip == "needs a GPU"
