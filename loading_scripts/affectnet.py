@@ -24,7 +24,7 @@ import PIL.Image
 from seke_hf.schema import empty_row, expression_index
 
 from .corpus_builder import CorpusBuilder, CorpusConfig, Skips
-from .raw_files import UnreadableImage, encode_image, find_child, iter_files, local_path
+from .raw_files import UnreadableImage, encode_image, find_child, iter_files, local_path, open_text, text_encoding
 
 # AffectNet codes -> canonical expression (corpora.md §3.1); 8 None, 9 Uncertain, 10 No-Face are not expressions.
 AFFECTNET_EXPRESSIONS = {
@@ -126,6 +126,11 @@ class Affectnet(CorpusBuilder):
             label_file = find_child(lists, name)
             if label_file is None:
                 continue
+            if (encoding := text_encoding(label_file)) != "utf-8-sig":  # it is read in byte ranges, as UTF-8
+                raise self.layout_error(
+                    f"{label_file} is encoded as {encoding}; save it as UTF-8 "
+                    f"(e.g. iconv -f {encoding} -t utf-8 {name} > {name}.utf8 && mv {name}.utf8 {name})."
+                )
             columns, has_header = csv_columns(label_file)
             splits[split] = {
                 "release": "classic",
@@ -141,10 +146,10 @@ class Affectnet(CorpusBuilder):
         self, root: Path, skips: Skips, shard: tuple[str, int, int], image_dir: str, columns: dict[str, int]
     ) -> Iterator[dict[str, Any]]:
         col = [columns[name] for name in CLASSIC_COLUMNS]
-        for fields in csv.reader(read_line_range(*shard)):
+        for fields in csv.reader(skips.label_lines(shard[0], read_line_range(*shard))):
             if len(fields) < len(CLASSIC_COLUMNS):
                 if fields:
-                    skips.add("malformed CSV row", ",".join(fields)[:80])
+                    skips.add("malformed CSV row", ",".join(fields)[:80], shard[0])
                 continue
             rel, x, y, w, h, landmarks, code, valence, arousal = (fields[i].strip() for i in col)
             row = self._labelled_row(skips, _without_suffix(rel), code, valence, arousal)
@@ -231,7 +236,7 @@ class Affectnet(CorpusBuilder):
 
 def csv_columns(path: Path) -> tuple[dict[str, int], bool]:
     """Column positions and whether the file starts with a header: copies differ (corpora.md §3.1 [R])."""
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
+    with open_text(path) as f:
         first = next(csv.reader(f), [])
     names = [name.strip() for name in first]
     if names and names[0].lower() == CLASSIC_COLUMNS[0].lower():

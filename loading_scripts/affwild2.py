@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from seke_hf.schema import au_name, empty_row, expression_index, is_known_au
 
 from .corpus_builder import CorpusBuilder, CorpusConfig, Skips
-from .raw_files import iter_dirs, iter_files, local_path
+from .raw_files import iter_dirs, iter_files, local_path, open_text
 
 CROPS = "cropped_aligned"
 """Crop folder; ABAW6 copies may add more beside it (`cropped_aligned_new_50_vids`, corpora.md §6.2 [R])."""
@@ -129,12 +129,12 @@ class Affwild2(CorpusBuilder):
         with ExitStack() as stack:
             readers: list[tuple[str, str, Iterator[str], Callable[[str], Any]]] = []
             for task, path in sorted(files.items()):
-                lines = stack.enter_context(open(path, encoding="utf-8-sig", errors="replace"))
+                lines = stack.enter_context(open_text(path))
                 parse = label_parser(task, next(lines, ""))
                 if parse is None:
                     skips.add(f"{task} file without a {task} header line (file not read)", path)
                     continue
-                readers.append((task, path, lines, parse))
+                readers.append((task, path, skips.label_lines(path, lines), parse))
             names = set(os.listdir(crops)) if crops else set()
             stride = self.config.frame_stride
             for k, lines in enumerate(itertools.zip_longest(*(r[2] for r in readers)), start=1):
@@ -145,7 +145,7 @@ class Affwild2(CorpusBuilder):
                     try:
                         value = parse(line) if line is not None else None
                     except ValueError:
-                        skips.add(f"malformed {task} line (read as unlabelled)", f"{path}:{k + 1}")
+                        skips.add(f"malformed {task} line (read as unlabelled)", f"{path}:{k + 1}", path)
                         continue
                     if value is not None:
                         labels[task] = value

@@ -169,10 +169,10 @@ def read_occurrence(path: Path, skips: Skips) -> Iterator[tuple[int, dict[str, i
     (`0,1,...,99`: column k is AU k); a file without one is read by position."""
     lines = read_lines(path)
     header = _header(lines[0]) if lines else None
-    for line in lines[1:] if header else lines:
+    for line in skips.label_lines(path, lines[1:] if header else lines):
         fields = [f.strip() for f in line.split(",")]
         if not fields[0].isdigit():
-            skips.add("unreadable label row", f"{path.name}: {line[:40]}")
+            skips.add("unreadable label row", f"{path.name}: {line[:40]}", path)
             continue
         columns = header or [str(k) for k in range(len(fields))]
         aus: dict[str, int] = {}

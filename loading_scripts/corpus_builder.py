@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,7 +25,16 @@ import pyarrow as pa
 
 from seke_hf.schema import FEATURES
 
-from .raw_files import CorpusLayoutError, UnreadableImage, find_root, image_payload, local_path, stat_fingerprint
+from .raw_files import (
+    CorpusLayoutError,
+    OversizedImage,
+    UnreadableImage,
+    find_root,
+    image_payload,
+    local_path,
+    stat_fingerprint,
+    text_encoding,
+)
 
 logger = logging.getLogger("seke_hf.loading")
 
@@ -40,26 +49,55 @@ class CorpusConfig(datasets.BuilderConfig):
 class Skips:
     """Counts rows skipped for a reason (missing image, unreadable image, ...) and warns once per split.
 
-    Bad input is skipped with a warning and counted, never turned into a wrong label.
+    Bad input is skipped with a warning and counted, never turned into a wrong label. A label file none of whose
+    lines could be read is not bad input but a wrong file (another encoding, another corpus' format): lines read
+    through `label_lines` and skipped with their `label_file` are counted per file, and `unreadable_label_files`
+    names such a file so that the build stops instead of dropping its rows one warning at a time.
     """
 
     def __init__(self, source: str, split: str, examples: int = 3):
         self.source, self.split, self.examples = source, split, examples
         self.counts: Counter[str] = Counter()
         self.samples: dict[str, list[str]] = {}
+        self.lines_read: Counter[str] = Counter()
+        self.lines_skipped: Counter[str] = Counter()
+        self.first_skipped: dict[str, str] = {}
 
-    def add(self, reason: str, item: str | Path) -> None:
+    def add(self, reason: str, item: str | Path, label_file: str | Path | None = None) -> None:
+        """Count a skipped row; `label_file` when the row is a line of that file that could not be read."""
         self.counts[reason] += 1
         samples = self.samples.setdefault(reason, [])
         if len(samples) < self.examples:
             samples.append(str(item))
+        if label_file is not None:
+            self.lines_skipped[str(label_file)] += 1
+            self.first_skipped.setdefault(str(label_file), str(item))
+
+    def label_lines(self, label_file: str | Path, lines: Iterable[str]) -> Iterator[str]:
+        """`lines` of `label_file` (after any header), counted for `unreadable_label_files`; blank lines pass
+        uncounted."""
+        for line in lines:
+            if line.strip():
+                self.lines_read[str(label_file)] += 1
+            yield line
+
+    def unreadable_label_files(self) -> list[str]:
+        """A sentence for each label file of which every line read was skipped."""
+        return [
+            f"none of the {n} lines of {path} could be read (decoded as {text_encoding(path)}; first: "
+            f"{self.first_skipped[path][:80]!r}); is it the corpus' own label file, unedited?"
+            for path, n in self.lines_read.items()
+            if n and self.lines_skipped[path] >= n
+        ]
 
     def image(self, path: Path) -> dict[str, Any] | None:
-        """The image's bytes for a row, or None with the skip counted as a missing or an unreadable image."""
+        """The image's bytes for a row, or None with the skip counted as a missing, oversized or unreadable image."""
         try:
             return image_payload(path)
         except FileNotFoundError:
             self.add("missing image", path)
+        except OversizedImage:
+            self.add("oversized image (over PIL.Image.MAX_IMAGE_PIXELS)", path)
         except UnreadableImage:
             self.add("unreadable image", path)
         return None
@@ -157,6 +195,8 @@ class CorpusBuilder(datasets.ArrowBasedBuilder):
             yield written, pa.Table.from_pylist(batch, schema=schema)
             written += len(batch)
         skips.report()
+        if unreadable := skips.unreadable_label_files():
+            raise self.layout_error("\n".join(unreadable))
         if not written and skips.counts:
             raise self.layout_error(
                 f"no row of split {split!r} could be read: all {skips.counts.total()} were skipped."

@@ -189,10 +189,10 @@ def read_intensities(files: dict[str, str], skips: Skips) -> dict[int, dict[str,
     per_au: dict[str, dict[int, int]] = {}
     for au, path in files.items():
         values = per_au[au] = {}
-        for line in read_lines(Path(path)):
+        for line in skips.label_lines(path, read_lines(Path(path))):
             fields = line.replace(",", " ").split()
             if len(fields) != 2 or not fields[0].isdigit() or int(fields[0]) < 1:
-                skips.add("unreadable label line", f"{Path(path).name}: {line}")
+                skips.add("unreadable label line", f"{Path(path).name}: {line}", path)
                 continue
             value = int(fields[1]) if fields[1].isdigit() else NOT_ANNOTATED
             values[int(fields[0])] = value if 0 <= value <= MAX_INTENSITY else NOT_ANNOTATED

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from seke_hf.schema import empty_row, expression_index
 
 from .corpus_builder import CorpusBuilder, CorpusConfig, Skips, logger
-from .raw_files import iter_files, read_lines
+from .raw_files import iter_files, read_lines, text_encoding
 
 # RAF-DB basic codes (1-based) -> canonical expression (corpora.md §2.2).
 RAFDB_EXPRESSIONS = {
@@ -70,16 +70,27 @@ class Rafdb(CorpusBuilder):
                 splits[prefix].append(line)
             else:
                 unknown.append(line)
+        if unknown and not any(splits.values()):
+            raise self.layout_error(
+                f"none of the {len(lines)} lines of {label_file} names a train_ or test_ image (decoded as "
+                f"{text_encoding(label_file)}; first: {lines[0][:80]!r}); is it the RAF-DB label file, unedited?"
+            )
         if unknown:  # the split is the name prefix: without one, a line belongs to no split
             logger.warning("rafdb: skipped %d label line(s) without a train_/test_ name: %s", len(unknown), unknown[:3])
-        return {split: {"lines": lines, "image_dir": str(image_dir)} for split, lines in splits.items() if lines}
+        return {
+            split: {"lines": lines, "image_dir": str(image_dir), "label_file": str(label_file)}
+            for split, lines in splits.items()
+            if lines
+        }
 
-    def generate_rows(self, root: Path, skips: Skips, lines: list[str], image_dir: str) -> Iterator[dict[str, Any]]:
+    def generate_rows(
+        self, root: Path, skips: Skips, lines: list[str], image_dir: str, label_file: str
+    ) -> Iterator[dict[str, Any]]:
         seen: set[str] = set()
-        for line in lines:
+        for line in skips.label_lines(label_file, lines):
             fields = line.split()
             if len(fields) != 2 or not fields[1].isdigit() or int(fields[1]) not in RAFDB_EXPRESSIONS:
-                skips.add("label line not '<image> <code 1..7>'", line)
+                skips.add("label line not '<image> <code 1..7>'", line, label_file)
                 continue
             name, code = fields[0], int(fields[1])
             stem = Path(name).stem

@@ -5,12 +5,13 @@ Everything here is shared by the six corpus builders, so each builder keeps to w
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import PIL.Image
 
@@ -23,6 +24,11 @@ class CorpusLayoutError(FileNotFoundError):
 
 class UnreadableImage(ValueError):
     """An image file exists but is not a readable image."""
+
+
+class OversizedImage(UnreadableImage):
+    """An image with more pixels than PIL agrees to decode (`PIL.Image.MAX_IMAGE_PIXELS`): a decompression bomb or
+    a stray poster-sized scan, which would stop a whole build where its pixels are first decoded."""
 
 
 def local_path(*parts: str | os.PathLike) -> Path:
@@ -92,9 +98,50 @@ def find_child(folder: Path, *names: str) -> Path | None:
     return None
 
 
+_BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def text_encoding(path: str | os.PathLike) -> str:
+    """The encoding of a label file: from its BOM, or UTF-16/32 without one when its NUL bytes show it, else UTF-8.
+
+    Windows tools save text as UTF-16 ("Unicode"); read as UTF-8, every line of such a file is garbled, so a whole
+    corpus would be skipped line by line. Label files are ASCII at heart, which makes the NUL pattern decisive.
+    """
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding
+    if b"\x00" not in head:
+        return "utf-8-sig"
+    head = head[: len(head) // 4 * 4]
+    columns = [head[k::4].count(0) / max(1, len(head) // 4) for k in range(4)]  # share of NULs at offset k mod 4
+    if min(columns[1:]) > 0.5 and columns[0] < 0.5:
+        return "utf-32-le"
+    if min(columns[:3]) > 0.5 and columns[3] < 0.5:
+        return "utf-32-be"
+    odd, even = (columns[1] + columns[3]) / 2, (columns[0] + columns[2]) / 2
+    if odd > 0.5 and even < 0.5:
+        return "utf-16-le"
+    if even > 0.5 and odd < 0.5:
+        return "utf-16-be"
+    return "utf-8-sig"
+
+
+def open_text(path: str | os.PathLike) -> IO[str]:
+    """A label file opened for reading in its own encoding (`text_encoding`), CRLF read as LF."""
+    return open(path, encoding=text_encoding(path), errors="replace")
+
+
 def read_lines(path: Path) -> list[str]:
-    """Stripped, non-empty lines; tolerant of a BOM and CRLF line ends."""
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
+    """Stripped, non-empty lines in the file's own encoding; tolerant of a BOM and CRLF line ends."""
+    with open_text(path) as f:
         return [line.strip() for line in f if line.strip()]
 
 
@@ -115,24 +162,65 @@ _PNG_START = b"\x89PNG\r\n\x1a\n"
 
 
 def check_image_bytes(data: bytes, path: Path | str) -> None:
-    """Refuse a file that is not a complete image, without decoding well-formed JPEG and PNG files.
+    """Refuse a file that is not a complete image, or one too large to decode, without decoding well-formed JPEG and
+    PNG files.
 
     A JPEG must start with SOI and end with EOI, a PNG must end with its IEND chunk: that catches truncated
-    downloads at the cost of a few byte comparisons. Anything else (other formats, trailing padding) is decided by a
-    full decode.
+    downloads at the cost of a few byte comparisons; their size is read from the header. Anything else (other
+    formats, trailing padding) is decided by a full decode.
     """
     if data.startswith(_JPEG_START) and data.rstrip(b"\x00\r\n ")[-2:] == _JPEG_END:
-        return
+        return _check_size(_jpeg_size(data), path)
     if data.startswith(_PNG_START) and b"IEND" in data[-12:]:
-        return
+        return _check_size(_png_size(data), path)
     try:
         with PIL.Image.open(io.BytesIO(data)) as im:
+            _check_size(im.size, path)
             im.load()
             width, height = im.size
+    except UnreadableImage:
+        raise
+    except PIL.Image.DecompressionBombError as e:
+        raise OversizedImage(f"oversized image {path}: {e}") from e
     except Exception as e:  # PIL raises many kinds for a bad file
         raise UnreadableImage(f"unreadable image {path}: {e}") from e
     if width <= 0 or height <= 0:
         raise UnreadableImage(f"unreadable image {path}: empty size {width}x{height}")
+
+
+def _check_size(size: tuple[int, int] | None, path: Path | str) -> None:
+    limit = PIL.Image.MAX_IMAGE_PIXELS
+    if size is not None and limit is not None and size[0] * size[1] > limit:
+        raise OversizedImage(
+            f"oversized image {path}: {size[0]}x{size[1]} is over PIL.Image.MAX_IMAGE_PIXELS ({limit} pixels)"
+        )
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the IHDR chunk, which the PNG specification puts first."""
+    if data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0..SOF15 (not DHT, JPG, DAC)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the first start-of-frame segment; None if the segments do not lead to one."""
+    position = 2
+    while position + 9 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in _JPEG_FRAMES:
+            height = int.from_bytes(data[position + 5 : position + 7], "big")
+            return int.from_bytes(data[position + 7 : position + 9], "big"), height
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return None
 
 
 def encode_image(image: PIL.Image.Image, quality: int = 95) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -54,3 +56,16 @@ def warnings_of(caplog: Any) -> list[str]:
 
 def without(ids: Iterable[str], *removed: str) -> set[str]:
     return set(ids) - set(removed)
+
+
+def huge_png(width: int = 20_000, height: int = 20_000) -> bytes:
+    """A valid, complete 1-bit PNG of width x height (50 KB on disk, 400 megapixels once decoded)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + bytes((width + 7) // 8)
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

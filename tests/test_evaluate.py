@@ -176,7 +176,8 @@ def test_noise_free_model_scores_perfectly_and_failures_count(tmp_path):
     overall = result.scores["overall"]
     answers = {task: overall[task]["answers"] for task in ("expression", "valence_arousal", "aus")}
     assert sum(a["refusal"] for a in answers.values()) == 2 == stats["faults"]["refusal"]
-    assert sum(a["unparseable"] for a in answers.values()) == 3 == stats["faults"]["truncate"]  # cut-off JSON
+    # cut-off JSON (finish_reason "length") is a failed request, asked again by the next run, never cached
+    assert sum(a["error"] for a in answers.values()) == 3 == stats["faults"]["truncate"]
     # Every usable answer is right, so each score is exactly what the failures cost.
     e = overall["expression"]
     assert e["n"] == 18 and e["accuracy"] == pytest.approx(e["answers"]["ok"] / e["n"])
@@ -192,7 +193,7 @@ def test_noise_free_model_scores_perfectly_and_failures_count(tmp_path):
         assert a["mean_f1"] == 1.0
     # The saved predictions score the same from the file (the parser re-reads the raw answers).
     assert score(tmp_path / "preds.jsonl", ds) == result.scores
-    assert {r["status"] for r in load_predictions(tmp_path / "preds.jsonl")} <= {"ok", "refusal", "unparseable"}
+    assert {r["status"] for r in load_predictions(tmp_path / "preds.jsonl")} <= {"ok", "refusal", "error"}
     # Report with plots, the sample of the README.
     paths = write_report([result], tmp_path / "report")
     assert {"json", "markdown", "au_f1", "confusion_sim-perfect"} <= set(paths)

@@ -28,12 +28,15 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
+import PIL.Image
 import pyarrow as pa
+import pyarrow.compute as pc
 from datasets.utils._dill import pklregister
 
 from seke_hf.annotate import prompts, svuamc
@@ -46,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 _PREFETCH_CHUNK = 64
 """Rows read from Arrow at a time by `prefetch`."""
+
+UNREADABLE_IMAGE = "unreadable image"
+"""How the reason of a row failed by its image starts: no later run can do better, so it is final."""
 
 VERIFY_ROUND = -1
 """`sample_round` of the verification request in its cache key."""
@@ -188,12 +194,19 @@ class SVUAMCAnnotator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._progress: Any = None
-        self._prefetching: Any = None
+        self._prefetching: asyncio.Task[None] | None = None
+        self._prefetch_on_first_batch: datasets.Dataset | None = None
         self._hinted = False
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        # After a failed request, results mapped before it may hold `failed` rows: a new mark in the fingerprint
+        # makes `datasets` compute the next map instead of serving one of them from its cache as if it were final.
+        mark = RequestCache.in_folder(self.runtime.cache_dir).failure_mark()
+        if mark is not None:
+            state["_failure_mark"] = mark
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -240,23 +253,47 @@ class SVUAMCAnnotator:
         """
         ahead = rows_ahead or 4 * self.runtime.max_concurrency
         self._start_loop()
-        self._prefetching = asyncio.run_coroutine_threadsafe(self._prefetch(dataset, ahead), self._loop)
+        self._stop_prefetch()
+        self._prefetching = self._run(_started(self._prefetch(dataset, ahead)))
 
     def annotate(
         self, dataset: datasets.Dataset, *, batch_size: int = 256, num_proc: int | None = None, desc: str = "SV-UAMC"
     ) -> datasets.Dataset:
         """`dataset.map(self, ...)` done the way that keeps requests flowing: prefetched in a single process, with
-        `output_features` so a plain dataset gets a ClassLabel expression. The same output as a bare `map`."""
-        if not num_proc:
-            self.prefetch(dataset)
-        return dataset.map(
-            self,
-            batched=True,
-            batch_size=batch_size,
-            num_proc=num_proc,
-            features=self.output_features(dataset.features),
-            desc=desc,
-        )
+        `output_features` so a plain dataset gets a ClassLabel expression. The same output as a bare `map`.
+
+        The prefetch starts with the map's first batch, so a result `datasets` serves from its cache starts none. A
+        cached result holding `failed` rows is never returned as final: it is computed again (answers already
+        received come from the request cache; the failed rows are asked again).
+        """
+        started = time.time()
+        result = self._map(dataset, batch_size, num_proc, desc)
+        if _failed_rows(result) and not _written_since(result, started):
+            logger.info("SV-UAMC: the cached result of this map holds failed rows: annotating again to retry them")
+            result = self._map(dataset, batch_size, num_proc, desc, load_from_cache_file=False)
+        return result
+
+    def _map(
+        self, dataset: datasets.Dataset, batch_size: int, num_proc: int | None, desc: str, **kwargs: Any
+    ) -> datasets.Dataset:
+        self._prefetch_on_first_batch = None if num_proc else dataset
+        try:
+            result = dataset.map(
+                self,
+                batched=True,
+                batch_size=batch_size,
+                num_proc=num_proc,
+                features=self.output_features(dataset.features),
+                desc=desc,
+                **kwargs,
+            )
+        except BaseException:
+            self._stop_prefetch()
+            raise
+        finally:
+            self._prefetch_on_first_batch = None
+        self._stop_prefetch(wait=True)
+        return result
 
     async def _prefetch(self, dataset: datasets.Dataset, rows_ahead: int) -> None:
         names = [n for n in (self.image_column, "expression", "valence", "arousal", "aus") if n in dataset.column_names]
@@ -270,23 +307,38 @@ class SVUAMCAnnotator:
             finally:
                 window.release()
 
-        for start in range(0, len(dataset), _PREFETCH_CHUNK):
-            table = await asyncio.to_thread(arrow.__getitem__, slice(start, start + _PREFETCH_CHUNK))
-            columns = {name: table.column(name).to_pylist() for name in names}
-            for i in range(table.num_rows):
-                await window.acquire()
-                task = asyncio.ensure_future(one(self._read_row(columns, i)))
-                running.add(task)
-                task.add_done_callback(running.discard)
-        await asyncio.gather(*running)
+        try:
+            for start in range(0, len(dataset), _PREFETCH_CHUNK):
+                table = await asyncio.to_thread(arrow.__getitem__, slice(start, start + _PREFETCH_CHUNK))
+                columns = {name: table.column(name).to_pylist() for name in names}
+                for i in range(table.num_rows):
+                    await window.acquire()
+                    task = asyncio.ensure_future(one(self._read_row(columns, i)))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+            await asyncio.gather(*running)
+        finally:  # cancelled (or failed): no row of ours is left pending on the loop
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    def _stop_prefetch(self, wait: bool = False) -> None:
+        """End a prefetch: let it finish (`wait`, after a map that read every row) or cancel it, and return once
+        none of its tasks is left, so nothing of ours is pending when the loop closes."""
+        task, self._prefetching = self._prefetching, None
+        if task is None:
+            return
+        if not wait:
+            self._loop.call_soon_threadsafe(task.cancel)
+        outcome = self._run(_outcome(task))
+        if isinstance(outcome, Exception):  # the map reads the same rows and reports what is wrong with them
+            logger.debug("SV-UAMC prefetch ended early: %s", outcome)
 
     def close(self) -> None:
         """Close the client, the loop and the cache connection (they reopen on next use)."""
-        if self._prefetching is not None:
-            self._prefetching.cancel()
         if self._loop is not None:
-            if self._backend is not None:
-                asyncio.run_coroutine_threadsafe(self._backend.aclose(), self._loop).result()
+            self._stop_prefetch()
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
             self._loop.close()
@@ -295,6 +347,18 @@ class SVUAMCAnnotator:
         if self._progress is not None:
             self._progress.close()
         self._init_runtime()
+
+    async def _shutdown(self) -> None:
+        """Cancel what still runs on the loop, close the client and let worker threads finish, so that no "Task was
+        destroyed" or "Event loop is closed" message reaches the user after `close`."""
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        if self._backend is not None:
+            await self._backend.aclose()
+        await asyncio.get_running_loop().shutdown_asyncgens()
+        await asyncio.get_running_loop().shutdown_default_executor()
 
     def usage_summary(self, since: float | None = None) -> str:
         """Requests, tokens (with the provider-cached share) and estimated cost: of this process so far, or, with
@@ -310,6 +374,9 @@ class SVUAMCAnnotator:
                 f"no image column {self.image_column!r} in the dataset (columns: {sorted(batch)}); "
                 "pass image_column=... to SVUAMCAnnotator"
             )
+        if self._prefetch_on_first_batch is not None:  # `annotate`: this map is computed, not read from a cache
+            dataset, self._prefetch_on_first_batch = self._prefetch_on_first_batch, None
+            self.prefetch(dataset)
         batch = _read_columns(batch, (self.image_column, "expression", "valence", "arousal", "aus"))
         rows = [self._read_row(batch, i) for i in range(len(batch[self.image_column]))]
         if not self._hinted and self._prefetching is None and len(rows) < 2 * self.runtime.max_concurrency:
@@ -384,9 +451,9 @@ class SVUAMCAnnotator:
         backend, config = self.backend, self.config
         try:
             image_url = await asyncio.to_thread(image_data_url, row.image, self.image_max_side)
-        except (OSError, ValueError, TypeError) as e:
+        except (OSError, ValueError, TypeError, PIL.Image.DecompressionBombError) as e:
             where = row.image.get("path") if isinstance(row.image, Mapping) else None
-            return _Result("failed", f"unreadable image{f' {where!r}' if where else ''}: {e}")
+            return _Result("failed", f"{UNREADABLE_IMAGE}{f' {where!r}' if where else ''}: {e}")
         known = prompts.known_label_lines(row.expression, row.valence, row.arousal, row.aus)
         messages = prompts.sampling_messages(self.system_prompt, row.missing, known, image_url)
         response_format = prompts.response_format(row.missing)
@@ -432,6 +499,8 @@ class SVUAMCAnnotator:
                     aus=contested.aus or AUS,
                 )
         except RequestFailed as e:
+            if backend.cache is not None:
+                await asyncio.to_thread(backend.cache.note_failure)
             return _Result("failed", str(e), mc_samples=len(samples), requests=requests)
         decision = svuamc.decide(
             samples, agg, config, verdict=verdict, contested=contested, human=row.human, consistency=consistency
@@ -507,6 +576,31 @@ class SVUAMCAnnotator:
             f"max_samples={c.max_samples}, temperature={self.temperature}, confidence={c.confidence}, "
             f"verify={c.verify})"
         )
+
+
+def _failed_rows(dataset: datasets.Dataset) -> int:
+    """Rows that failed for a reason another run may not meet (not an image that cannot be read)."""
+    table = dataset.data
+    failed = pc.equal(table.column("status"), "failed")
+    retryable = pc.invert(pc.starts_with(table.column("status_reason"), UNREADABLE_IMAGE))
+    return pc.sum(pc.and_(failed, retryable)).as_py() or 0
+
+
+def _written_since(dataset: datasets.Dataset, started: float) -> bool:
+    """Whether `dataset` was computed after `started` (an in-memory one always was; a cached one has older files)."""
+    files = [f["filename"] for f in dataset.cache_files]
+    return not files or any(os.path.getmtime(name) >= started - 1 for name in files)
+
+
+async def _started(coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    """`coroutine` as a task of the running loop: a handle that can be cancelled and then awaited to its end."""
+    return asyncio.ensure_future(coroutine)
+
+
+async def _outcome(task: asyncio.Task[Any]) -> BaseException | None:
+    """Wait for `task` to end, however it ends; its exception, if any."""
+    (outcome,) = await asyncio.gather(task, return_exceptions=True)
+    return outcome if isinstance(outcome, BaseException) else None
 
 
 def _struct(value_type: pa.DataType) -> pa.StructType:

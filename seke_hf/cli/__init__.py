@@ -46,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # one clear line unless --debug
         if args.debug:
             raise
+        e = _cause(e)
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"seke-hf {args.command}: error: {message} (run with --debug for details)", file=sys.stderr)
         return 1
+
+
+def _cause(error: BaseException) -> BaseException:
+    """The error itself, not `datasets`' wrapper around what a builder raised while writing a split."""
+    while type(error).__name__ == "DatasetGenerationError" and error.__cause__ is not None:
+        error = error.__cause__
+    return error

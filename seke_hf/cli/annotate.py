@@ -25,7 +25,7 @@ from typing import Any
 import datasets
 
 from seke_hf.cli import CLIError
-from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args
+from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args, report_failed_rows
 from seke_hf.schema import LEVELS
 
 logger = logging.getLogger(__name__)
@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         os.makedirs(args.out, exist_ok=True)
         out.save_to_disk(args.out)
     logger.info("saved to %s", args.out)
+    statuses = Counter(status for ds in out.values() for status in ds["status"])
+    report_failed_rows("annotate", statuses["failed"], statuses.total(), args.allow_failures)
     return 0
 
 

@@ -18,7 +18,7 @@ import logging
 import datasets
 
 from seke_hf.cli import CLIError
-from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args
+from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args, report_failed_rows
 from seke_hf.corpora import CORPORA
 from seke_hf.selection import SelectionParams
 
@@ -79,7 +79,14 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(render_summary(result.summary, result.out))
+    _report_failures(result.summary, args.allow_failures)
     return 0
+
+
+def _report_failures(summary: dict, allow: bool) -> None:
+    counts = [entry.get("status") or {} for entry in summary["datasets"].values()]
+    failed, total = sum(c.get("failed", 0) for c in counts), sum(sum(c.values()) for c in counts)
+    report_failed_rows("build", failed, total, allow)
 
 
 def _selection_params(args: argparse.Namespace) -> SelectionParams:

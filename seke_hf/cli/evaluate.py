@@ -52,6 +52,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--image-column", default="image")
     p.add_argument("--image-max-side", type=int, default=512)
     p.add_argument("--max-concurrency", type=int, default=32)
+    p.add_argument("--max-retries", type=int, default=6, help="retries of a failing request (backoff from 1 s)")
+    p.add_argument("--allow-failures", action="store_true", help="report a run even when most of its requests failed")
     p.add_argument(
         "--cache-dir", default=None, help="request cache folder (default: SEKE_HF_CACHE or ~/.cache/seke_hf)"
     )
@@ -111,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
         evaluation = run_model(
             dataset, model, args.base_url, tasks=tasks, answer_format=args.answer_format,
             include_generated=args.include_generated, image_column=args.image_column,
-            image_max_side=args.image_max_side, max_concurrency=args.max_concurrency, cache_dir=args.cache_dir,
-            use_cache=args.use_cache, progress=args.progress,
+            image_max_side=args.image_max_side, max_concurrency=args.max_concurrency, max_retries=args.max_retries,
+            cache_dir=args.cache_dir, use_cache=args.use_cache, progress=args.progress,
             predictions_path=os.path.join(args.out, "predictions", _file_name(model) + ".jsonl"),
         )  # fmt: skip
         results[model] = evaluation
@@ -123,10 +125,26 @@ def run(args: argparse.Namespace) -> int:
         if name in results:
             raise CLIError(f"two results are named {name!r}")
         results[name] = score(path, dataset, tasks=tasks, include_generated=args.include_generated)
+    if not args.allow_failures:
+        _refuse_failed_runs(results)
     paths = write_report(results, args.out, plots=args.plots)
     print(markdown_report(results))
     logger.info("report written to %s", paths["markdown"])
     return 0
+
+
+def _refuse_failed_runs(results: dict[str, Any]) -> None:
+    """A run most of whose requests failed measured the server, not the model: say so instead of reporting it."""
+    from seke_hf.evaluate.scoring import failures
+
+    for name, result in results.items():
+        failed, total, reason = failures(getattr(result, "scores", result))
+        if total and failed * 2 > total:
+            raise CLIError(
+                f"{name}: {failed} of {total} questions failed ({reason}); its scores would measure the server, "
+                "not the model, so no report was written. Check --base-url and that the server answers, then run "
+                "again (answers received are cached), or pass --allow-failures to report it anyway."
+            )
 
 
 def _file_name(model: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import TYPE_CHECKING, Any
 
 from seke_hf.cli import CLIError
@@ -11,6 +12,8 @@ from seke_hf.cli.endpoint import check_reachable, is_openai, require_api_key, re
 if TYPE_CHECKING:
     from seke_hf.annotate import SVUAMCAnnotator
     from seke_hf.llm import Prices
+
+logger = logging.getLogger(__name__)
 
 
 def add_svuamc_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,8 +26,10 @@ def add_svuamc_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--confidence", type=float, default=0.95, help="stopping confidence of the expression vote")
     p.add_argument("--no-verify", dest="verify", action="store_false", help="skip the verification request")
     p.add_argument("--max-concurrency", type=int, default=32)
+    p.add_argument("--max-retries", type=int, default=6, help="retries of a failing request (backoff from 1 s)")
     p.add_argument("--image-max-side", type=int, default=512, help="images are resized to this longer side")
     p.add_argument("--cache-dir", default=None, help="request cache (default: SEKE_HF_CACHE or ~/.cache/seke_hf)")
+    p.add_argument("--allow-failures", action="store_true", help="exit 0 even when most rows failed to annotate")
     add_price_arguments(p)
 
 
@@ -98,8 +103,23 @@ def annotator_from_args(args: argparse.Namespace, **options: Any) -> SVUAMCAnnot
         confidence=args.confidence,
         verify=args.verify,
         max_concurrency=args.max_concurrency,
+        max_retries=args.max_retries,
         image_max_side=args.image_max_side,
         cache_dir=args.cache_dir,
         progress=args.progress,
         **options,
     )
+
+
+def report_failed_rows(command: str, failed: int, total: int, allow: bool) -> None:
+    """Rows whose requests failed are retried by the next run: say so; most rows failed is an error (unless
+    `allow`), since such a result measures the server, not the data."""
+    if not failed:
+        return
+    message = (
+        f"{failed} of {total} rows failed to annotate; run the same command again to retry them (answers already "
+        "received are cached)"
+    )
+    if failed * 2 > total and not allow:
+        raise CLIError(f"{message}. Pass --allow-failures to accept such a result.")
+    logger.warning("seke-hf %s: %s.", command, message)

@@ -154,6 +154,7 @@ async def arun(
         "temperature": settings.temperature,
         "seed": settings.seed,
         "questions": len(records),
+        "failed_questions": sum(record["status"] == ERROR for record in records),
         "requests": backend.tally.requests,
         "cache_hits": backend.tally.cache_hits,
         "prompt_tokens": backend.tally.usage.prompt_tokens,
@@ -184,14 +185,16 @@ class _Asker:
         for row, sample_id, task in wanted:
             by_row.setdefault(row, []).append((sample_id, task))
         records: dict[tuple[str, str], dict[str, Any]] = {}
+        stopped: str | None = None
         with tqdm(total=len(wanted), desc="FEAB questions", unit="q", disable=not progress) as bar:
             first_row, first_id, first_task = wanted[0]
             probe = await self._choose_format(answer_format, first_id, first_task, self._image_url(first_row))
-            if probe is not None:
-                records[(first_id, first_task)] = probe
-                bar.update()
+            records[(first_id, first_task)] = probe
+            bar.update()
+            if probe["status"] == ERROR and not self.backend.tally.choices:  # not one answer: nothing to ask
+                stopped = f"the first question failed ({probe['error']})"
             order = list(by_row)
-            for start in range(0, len(order), ROWS_PER_CHUNK):
+            for start in range(0, len(order), ROWS_PER_CHUNK) if stopped is None else ():
                 urls = {row: self._image_url(row) for row in order[start : start + ROWS_PER_CHUNK]}
 
                 async def ask(url: str, sample_id: str, task: str) -> None:
@@ -200,18 +203,32 @@ class _Asker:
 
                 pending = [(url, q) for row, url in urls.items() for q in by_row[row] if q not in records]
                 await asyncio.gather(*(ask(url, *question) for url, question in pending))
+                failed = [records[q] for _, q in pending if records[q]["status"] == ERROR]
+                if pending and len(failed) == len(pending):
+                    stopped = f"all {len(pending)} questions of a chunk failed (e.g. {failed[0]['error']})"
+                    break
+        if stopped is not None:
+            unasked = [(sample_id, task) for _, sample_id, task in wanted if (sample_id, task) not in records]
+            logger.warning(
+                "%s at %s: not asking the %d remaining questions", stopped, self.backend.endpoint, len(unasked)
+            )
+            for sample_id, task in unasked:
+                records[(sample_id, task)] = self._record(sample_id, task, self.answer_format)
+                records[(sample_id, task)].update(answer=None, error=f"not asked: {stopped}")
+                self._read(records[(sample_id, task)])
         return [records[(sample_id, task)] for _, sample_id, task in wanted]
 
-    async def _choose_format(self, requested: str, sample_id: str, task: str, url: str) -> dict[str, Any] | None:
-        """Settle the answer format; returns the probe's record when it can be kept."""
+    async def _choose_format(self, requested: str, sample_id: str, task: str, url: str) -> dict[str, Any]:
+        """Settle the answer format; returns the record of the first question, asked alone (a server that cannot
+        answer it stops the run then, not after every question has been retried)."""
         if requested != "auto":
             self.answer_format = requested
-            return None
+            return await self._ask(sample_id, task, url, requested)
         cache, memo_key = self.backend.cache, self._format_memo_key()
         memo = cache.get(memo_key) if cache is not None else None
-        if memo is not None:
+        if memo is not None and memo.get("answer_format") in ANSWER_FORMATS:  # a bad entry is a miss
             self.answer_format = memo["answer_format"]
-            return None
+            return await self._ask(sample_id, task, url, self.answer_format)
         record = await self._ask(sample_id, task, url, "json_schema")
         if record["status"] == ERROR:
             return record  # nothing learned; keep structured output and ask again next run
@@ -220,22 +237,30 @@ class _Asker:
             logger.warning("the server rejects structured output: asking for <answer> tags instead")
         if cache is not None:
             cache.put(memo_key, {"answer_format": self.answer_format})
-        return record if self.answer_format == "json_schema" else None
+        return record if self.answer_format == "json_schema" else await self._ask(sample_id, task, url, "tag")
 
     def _format_memo_key(self) -> str:
         return request_key(
             {"seke_hf.evaluate": "answer_format", "model": self.backend.model, "endpoint": self.backend.endpoint}
         )
 
-    async def _ask(self, sample_id: str, task_name: str, url: str, answer_format: str) -> dict[str, Any]:
-        task = get_task(task_name)
-        record: dict[str, Any] = {
+    def _record(self, sample_id: str, task_name: str, answer_format: str) -> dict[str, Any]:
+        return {
             "sample_id": sample_id,
             "task": task_name,
             "model": self.backend.model,
             "answer_format": answer_format,
             "prompt_version": FEAB_PROMPT_VERSION,
         }
+
+    @staticmethod
+    def _read(record: dict[str, Any]) -> None:
+        parsed = read_prediction(record, record["task"])  # the same reading as `score` gives the saved record
+        record.update(status=parsed.status, fields=parsed.fields or None, reason=parsed.reason)
+
+    async def _ask(self, sample_id: str, task_name: str, url: str, answer_format: str) -> dict[str, Any]:
+        task = get_task(task_name)
+        record = self._record(sample_id, task_name, answer_format)
         try:
             completion = await self.backend.send(
                 Request(
@@ -253,8 +278,7 @@ class _Asker:
             record["answer"] = text
             if text is None:
                 record["refusal"] = ""  # no content: the API puts a structured-output refusal in message.refusal
-        parsed = read_prediction(record, task_name)  # the same reading as `score` gives the saved record
-        record.update(status=parsed.status, fields=parsed.fields or None, reason=parsed.reason)
+        self._read(record)
         return record
 
     def _image_url(self, row: int) -> str:
@@ -270,7 +294,7 @@ def _image(cell: Any, sample: Any) -> PIL.Image.Image:
     if isinstance(cell, Mapping) and (cell.get("bytes") or cell.get("path")):
         try:
             return open_image(cell)
-        except (OSError, PIL.UnidentifiedImageError) as e:
+        except (OSError, PIL.UnidentifiedImageError, PIL.Image.DecompressionBombError) as e:
             raise ValueError(f"{sample}: unreadable image {cell.get('path') or '(embedded bytes)'}: {e}") from e
     if not isinstance(cell, PIL.Image.Image):
         raise ValueError(f"{sample}: no image (got {type(cell).__name__})")

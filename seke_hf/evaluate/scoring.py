@@ -33,7 +33,7 @@ import math
 import numbers
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from seke_hf.evaluate import metrics
@@ -127,7 +127,11 @@ def questions(
 
 def load_predictions(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Records from a JSONL file; a malformed line is an error naming the file and line."""
-    records = []
+    return list(iter_predictions(path))
+
+
+def iter_predictions(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Records from a JSONL file one at a time (`score` keeps only what it scores, not the file's records)."""
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -140,8 +144,7 @@ def load_predictions(path: str | os.PathLike) -> list[dict[str, Any]]:
                 kind = type(record).__name__
                 raise ValueError(f"{os.fspath(path)}, line {number}: expected a JSON object, got {kind}")
             record.setdefault("_line", number)
-            records.append(record)
-    return records
+            yield record
 
 
 def write_predictions(records: Iterable[Mapping[str, Any]], path: str | os.PathLike) -> None:
@@ -168,13 +171,20 @@ def read_prediction(record: Mapping[str, Any], task: str) -> ParsedAnswer:
 
 
 _Answer = tuple[ParsedAnswer, Any]
-"""A parsed answer and the raw text it came from (None for answers given as fields)."""
+"""A parsed answer and, for an unusable one, the start of the raw text it came from (to quote it)."""
 
 
 def _index_predictions(
-    predictions: Iterable[Mapping[str, Any]], tasks: tuple[str, ...]
-) -> dict[tuple[str, str], _Answer]:
+    predictions: Iterable[Mapping[str, Any]], tasks: tuple[str, ...], known: Mapping[str, str]
+) -> tuple[dict[tuple[str, str], _Answer], set[str]]:
+    """The parsed answers to the questions of `known` sample ids, and the other sample ids predicted.
+
+    Records are read one at a time and only their parse is kept (and the quotable start of an unusable answer), so
+    scoring a large predictions file takes memory in proportion to the references, not to the file.
+    """
     index: dict[tuple[str, str], _Answer] = {}
+    unmatched: set[str] = set()
+    shared: dict[tuple[str, ...], _Answer] = {}
     for i, record in enumerate(predictions):
         where = f"prediction line {record.get('_line', i + 1)}"
         sample_id = record.get("sample_id")
@@ -185,14 +195,28 @@ def _index_predictions(
             raise ValueError(f"{where}: unknown task {task!r}; expected one of {', '.join(TASK_NAMES)}")
         if task is None and "answer" in record:
             raise ValueError(f"{where}: a raw 'answer' needs a 'task' to say which question it answers")
+        if sample_id not in known:
+            unmatched.add(sample_id)
+            continue
+        sample_id = known[sample_id]  # the references' own string, not one more copy per record
         covered = [task] if task else [t for t in TASK_NAMES if any(k in record for k in _TASK_FIELDS[t])]
         for t in covered:
             if t not in tasks:
                 continue
             if (sample_id, t) in index:
                 raise ValueError(f"{where}: a second prediction for {sample_id!r}, task {t!r}")
-            index[(sample_id, t)] = (read_prediction(record, t), record.get("answer"))
-    return index
+            index[(sample_id, t)] = _compact(t, read_prediction(record, t), record.get("answer"), shared)
+    return index, unmatched
+
+
+def _compact(task: str, answer: ParsedAnswer, text: Any, shared: dict[tuple[str, ...], _Answer]) -> _Answer:
+    """The answer with the quotable start of an unusable one's text; an answer many share (an expression, a set of
+    AUs, the same error) is one object, so a large file costs little more than its index."""
+    quote = None if answer.ok or text is None else str(text)[: MAX_QUOTE + 1]
+    if (task == "valence_arousal" and answer.ok) or quote is not None:  # (nearly) unique: sharing would cost more
+        return answer, quote
+    key = (task, answer.status, answer.reason, json.dumps(answer.fields, sort_keys=True))
+    return shared.setdefault(key, (answer, None))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -215,13 +239,11 @@ def score(
     """
     tasks = check_tasks(tasks)
     if isinstance(predictions, (str, os.PathLike)):
-        predictions = load_predictions(predictions)
+        predictions = iter_predictions(predictions)
     rows = reference_rows(references)
-    index = _index_predictions(predictions, tasks)
-    known = {row["sample_id"] for row in rows}
-    unmatched = sorted({sample_id for sample_id, _ in index} - known)
+    index, unmatched = _index_predictions(predictions, tasks, {row["sample_id"]: row["sample_id"] for row in rows})
     if unmatched:
-        logger.warning("%d predicted sample ids are not in the references (e.g. %s)", len(unmatched), unmatched[0])
+        logger.warning("%d predicted sample ids are not in the references (e.g. %s)", len(unmatched), min(unmatched))
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     if by:
         for row in rows:
@@ -233,6 +255,18 @@ def score(
         "unmatched_predictions": len(unmatched),
     }
     return result
+
+
+def failures(scores: Mapping[str, Any]) -> tuple[int, int, str | None]:
+    """Questions whose request failed, questions scored, and one failure's reason, over the tasks of a score."""
+    failed = total = 0
+    reason = None
+    for task in TASK_NAMES:
+        answers = scores["overall"].get(task, {}).get("answers")
+        if answers:
+            failed, total = failed + answers[ERROR], total + answers["n"]
+            reason = reason or next((e["reason"] for e in answers["examples"].get(ERROR, [])), None)
+    return failed, total, reason
 
 
 def _scope(

@@ -8,7 +8,7 @@ value, and its cache key), `cache` (the on-disk `RequestCache`), `images` (image
 from __future__ import annotations
 
 from seke_hf.llm.answers import json_object, read_number
-from seke_hf.llm.cache import RequestCache, default_cache_dir, request_key
+from seke_hf.llm.cache import CacheError, RequestCache, default_cache_dir, request_key
 from seke_hf.llm.client import DEFAULT_BASE_URL, ChatBackend, Completion, RequestFailed
 from seke_hf.llm.images import image_data_url, open_image
 from seke_hf.llm.request import Request
@@ -16,6 +16,7 @@ from seke_hf.llm.usage import Prices, Tally, Usage
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "CacheError",
     "ChatBackend",
     "Completion",
     "Prices",

@@ -13,21 +13,30 @@ API (used by `ChatBackend` and by the FEAB evaluator)::
     cache.put(key, value: dict)              # insert or replace, committed at once
     cache.values_since(timestamp)            # values stored at or after a time.time() (all processes): run totals
     cache.items(); iter(cache)               # everything stored (copying a cache: `seke-hf cache push`)
+    cache.note_failure()                     # a request failed: results holding failed rows are not final
+    cache.failure_mark()                     # the last note_failure's mark (None if none), read-only
     len(cache); cache.close()
 
 The key is computed by the caller from the model, the endpoint, the full request content (an image enters through
 its data URL, i.e. its bytes, so by hash), the sampling parameters and the sample round. Credentials never enter a
 key or a value. Failed requests are never stored, so a later run retries them.
+
+A broken cache never costs a paid answer and never stops a run without naming the file: a file that cannot be
+written is refused when opened, before anything is sent (`CacheError`); a file that is not a database is moved aside
+with a warning and a fresh one started; an entry that does not parse is a miss (asked again, then overwritten); an
+answer that cannot be stored (disk full, a lock held too long) is kept in memory for the run, with a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +45,12 @@ CACHE_ENV = "SEKE_HF_CACHE"
 """Environment variable overriding the default cache folder."""
 
 CACHE_FILE = "requests.sqlite"
+
+logger = logging.getLogger(__name__)
+
+
+class CacheError(RuntimeError):
+    """The request cache cannot be used: names the file and what to do."""
 
 
 def default_cache_dir() -> Path:
@@ -61,6 +76,8 @@ class RequestCache:
         self.timeout = timeout
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._unsaved: dict[str, dict[str, Any]] = {}  # answers the file refused: kept for this run
+        self._warned: set[str] = set()
 
     @classmethod
     def in_folder(cls, folder: str | os.PathLike | None = None, **kwargs: Any) -> RequestCache:
@@ -75,46 +92,155 @@ class RequestCache:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            deadline = time.monotonic() + self.timeout
-            while True:
-                conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False, isolation_level=None)
-                try:
-                    _prepare(conn)
-                    break
-                except sqlite3.OperationalError as e:
-                    # Switching a fresh file to WAL needs it alone; SQLite may answer "locked" at once, without
-                    # waiting out its busy timeout, when several processes open it together (`map(num_proc=...)`).
-                    conn.close()
-                    if "locked" not in str(e) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = self._open()
+            except sqlite3.DatabaseError as e:
+                if isinstance(e, sqlite3.OperationalError):  # locked, read-only, I/O: the file may be fine
+                    raise self._error(e) from e
+                self._move_aside(e)  # "file is not a database", "malformed": its answers cannot be read anyway
+                conn = self._open()
+            except OSError as e:
+                raise self._error(e) from e
+            try:  # refuse a cache that cannot store answers before anything is sent and paid for
+                conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('opened', ?)", (str(time.time()),))
+            except sqlite3.Error as e:
+                conn.close()
+                raise self._error(e) from e
             self._conn = conn
         return self._conn
 
+    def _open(self) -> sqlite3.Connection:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False, isolation_level=None)
+            try:
+                _prepare(conn)
+                return conn
+            except sqlite3.OperationalError as e:
+                # Switching a fresh file to WAL needs it alone; SQLite may answer "locked" at once, without
+                # waiting out its busy timeout, when several processes open it together (`map(num_proc=...)`).
+                conn.close()
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+            except sqlite3.DatabaseError:
+                conn.close()
+                raise
+
+    def _error(self, error: Exception) -> CacheError:
+        return CacheError(
+            f"request cache {self.path} is not writable or not readable ({error}); nothing was sent. Make it "
+            f"writable, or use another folder (--cache-dir, SEKE_HF_CACHE or cache_dir=...)."
+        )
+
+    def _move_aside(self, error: Exception) -> None:
+        aside = self.path.with_name(f"{self.path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(f"{self.path}{suffix}")
+                if source.exists():
+                    source.rename(f"{aside}{suffix}")
+        except OSError as e:
+            raise CacheError(
+                f"request cache {self.path} is unreadable ({error}) and could not be moved aside ({e}); move or "
+                f"delete it, or use another folder (--cache-dir, SEKE_HF_CACHE or cache_dir=...)."
+            ) from error
+        logger.warning(
+            "request cache %s is unreadable (%s): moved it aside to %s and started a fresh one; answers stored in it "
+            "will be asked again",
+            self.path,
+            error,
+            aside.name,
+        )
+
     def get(self, key: str) -> dict[str, Any] | None:
+        """The stored value, or None: never stored, or stored but unreadable (a miss, asked again and overwritten)."""
         with self._lock:
-            row = self._connection().execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+            if key in self._unsaved:
+                return self._unsaved[key]
+            try:
+                row = self._connection().execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+            except sqlite3.OperationalError as e:
+                self._warn_once("read", f"could not read the request cache {self.path} ({e}): asking again")
+                return None
+        if row is None:
+            return None
+        try:
+            value = json.loads(row[0])
+        except ValueError as e:
+            value, reason = None, str(e)
+        else:
+            reason = f"a {type(value).__name__}, not an object"
+        if not isinstance(value, dict):
+            logger.warning("request cache %s: entry %s is unreadable (%s); asking again", self.path, key[:12], reason)
+            return None
+        return value
 
     def put(self, key: str, value: dict[str, Any]) -> None:
+        """Store `value`; if the file refuses it, keep it in memory for this run (with a warning), never lose it."""
         text = json.dumps(value, ensure_ascii=False)
         with self._lock:
-            self._connection().execute(
-                "INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)", (key, text, time.time())
-            )
+            try:
+                self._connection().execute(
+                    "INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)", (key, text, time.time())
+                )
+            except (sqlite3.Error, CacheError) as e:
+                self._unsaved[key] = value
+                self._warn_once(
+                    "write",
+                    f"could not store an answer in the request cache {self.path} ({e}): this run keeps its answers "
+                    "in memory, a later run will ask for them again",
+                )
+            else:
+                self._unsaved.pop(key, None)
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            logger.warning(message)
+
+    def note_failure(self) -> None:
+        """Record that a request failed: results computed with failed rows must not be taken as final (the
+        annotator puts `failure_mark` in its `datasets` fingerprint, so the next map is computed again)."""
+        with self._lock:
+            try:
+                self._connection().execute(
+                    "INSERT OR REPLACE INTO meta (name, value) VALUES ('failure', ?)", (uuid.uuid4().hex,)
+                )
+            except (sqlite3.Error, CacheError) as e:
+                self._warn_once("write", f"could not write to the request cache {self.path} ({e})")
+
+    def failure_mark(self) -> str | None:
+        """The mark of the last `note_failure`; None if none. Read-only: never creates or locks the file."""
+        if not self.path.is_file():
+            return None
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE name = 'failure'").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return None
+        return row[0] if row else None
+
+    def checkpoint(self) -> None:
+        """Move everything from the write-ahead log into the main file (what a clean close also does)."""
+        with self._lock:
+            self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def values_since(self, timestamp: float) -> Iterator[dict[str, Any]]:
         """Values stored at or after `timestamp` by any process: what a run (with all its workers) fetched."""
         with self._lock:
             rows = self._connection().execute("SELECT value FROM responses WHERE created >= ?", (timestamp,)).fetchall()
-        return (json.loads(text) for (text,) in rows)
+        return (value for (text,) in rows if isinstance(value := _loads(text), dict))
 
     def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every (key, value) stored, for copying a cache elsewhere (`seke-hf cache push`)."""
         with self._lock:
             rows = self._connection().execute("SELECT key, value FROM responses").fetchall()
-        return ((key, json.loads(text)) for key, text in rows)
+        return ((key, value) for key, text in rows if isinstance(value := _loads(text), dict))
 
     def __iter__(self) -> Iterator[str]:
         """The keys stored."""
@@ -148,6 +274,14 @@ def _prepare(conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")  # durable across process kills; WAL keeps it consistent
     conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)")
+    conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
     columns = {row[1] for row in conn.execute("PRAGMA table_info(responses)")}
     if "created" not in columns:  # a cache written before timestamps were kept
         conn.execute("ALTER TABLE responses ADD COLUMN created REAL")
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

@@ -114,9 +114,10 @@ class ChatBackend:
         self._semaphore: asyncio.Semaphore | None = None
         self._inflight: dict[str, asyncio.Task[Completion]] = {}
         self._fetched: set[str] = set()  # keys this process sent, so re-reading them is not counted as a saving
+        self._unreachable_reported = False
 
     # -- pickling: configuration only ------------------------------------------------------------------------------
-    _RUNTIME = ("_client", "_loop", "_semaphore", "_inflight", "_fetched")
+    _RUNTIME = ("_client", "_loop", "_semaphore", "_inflight", "_fetched", "_unreachable_reported")
 
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if k not in self._RUNTIME}
@@ -128,6 +129,7 @@ class ChatBackend:
         self._client = self._loop = self._semaphore = None
         self._inflight = {}
         self._fetched = set()
+        self._unreachable_reported = False
 
     @property
     def endpoint(self) -> str:
@@ -194,14 +196,8 @@ class ChatBackend:
     async def _complete(self, key: str, request: Request) -> Completion:
         if self.cache is not None:
             stored = await asyncio.to_thread(self.cache.get, key)
-            if stored is not None:
-                completion = Completion(
-                    choices=stored["choices"],
-                    usage=Usage(**stored["usage"]),
-                    requests=stored["requests"],
-                    from_cache=True,
-                    refusals=stored.get("refusals", []),
-                )
+            completion = _stored_completion(stored) if stored is not None else None
+            if completion is not None:
                 if key in self._fetched:
                     self.tally.reused += 1
                 else:
@@ -226,9 +222,10 @@ class ChatBackend:
         tally = Tally()
         if self.cache is not None:
             for value in self.cache.values_since(timestamp):
-                tally.requests += value["requests"]
-                tally.choices += len(value["choices"])
-                tally.usage += Usage(**value["usage"])
+                if (completion := _stored_completion(value, quiet=True)) is not None:
+                    tally.requests += completion.requests
+                    tally.choices += len(completion.choices)
+                    tally.usage += completion.usage
         return tally
 
     def summary(self, tally: Tally | None = None) -> str:
@@ -309,6 +306,14 @@ class ChatBackend:
                 if attempt >= self.max_retries:
                     self.tally.failures += 1
                     raise RequestFailed(f"gave up after {attempt + 1} attempts: {_error_text(e)}") from e
+                if isinstance(e, openai.APIConnectionError) and not self._unreachable_reported:
+                    self._unreachable_reported = True  # said once, at the first failed attempt, not after the last
+                    logger.warning(
+                        "cannot reach %s (%s): retrying each request up to %d times before giving up",
+                        self.endpoint,
+                        _error_text(e),
+                        self.max_retries,
+                    )
                 delay = self._retry_delay(e, attempt)
                 logger.debug("retrying in %.2fs after %s", delay, _error_text(e))
                 attempt += 1
@@ -320,6 +325,16 @@ class ChatBackend:
         usage = _usage(response.usage)
         self.tally.choices += len(texts)
         self.tally.usage += usage
+        # A choice cut short (finish_reason "length") is an incomplete answer: it has no content. When every choice
+        # is, the request failed: never cached as an answer, asked again by the next run.
+        cut = [getattr(c, "finish_reason", None) == "length" for c in choices]
+        if cut and all(cut):
+            self.tally.failures += 1
+            raise RequestFailed(
+                f"every choice was truncated (finish_reason 'length', {usage.completion_tokens} completion tokens): "
+                "an incomplete answer is not cached; raise max_tokens if the server's limit is too low"
+            )
+        texts = [None if was_cut else text for text, was_cut in zip(texts, cut, strict=True)]
         return Completion(texts, usage, requests=1, refusals=refusals)
 
     def _retry_delay(self, error: Exception, attempt: int) -> float:
@@ -346,6 +361,22 @@ def _retry_after(headers: Any) -> float | None:
     except ValueError:
         parsed = email.utils.parsedate_tz(value)
         return None if parsed is None else max(email.utils.mktime_tz(parsed) - time.time(), 0.0)
+
+
+def _stored_completion(stored: Any, quiet: bool = False) -> Completion | None:
+    """A cached answer, or None (asked again, then overwritten) when the entry lacks what an answer has."""
+    try:
+        return Completion(
+            choices=list(stored["choices"]),
+            usage=Usage(**stored["usage"]),
+            requests=int(stored["requests"]),
+            from_cache=True,
+            refusals=list(stored.get("refusals", [])),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        if not quiet:
+            logger.warning("request cache: a stored answer is incomplete (%s: %s); asking again", type(e).__name__, e)
+        return None
 
 
 def _usage(usage: Any) -> Usage:
