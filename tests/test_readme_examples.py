@@ -321,7 +321,11 @@ def test_the_demo_prints_what_the_readme_shows(stage):
         at = found + 1
 
 
-def test_readme_examples_run(stage, monkeypatch):
+NOISE = ("Task was destroyed", "Event loop is closed", "was never awaited", "Traceback")
+"""What must never reach a reader from our own event loop (issue 19: a cached re-run printed dozens of these)."""
+
+
+def test_readme_examples_run(stage, monkeypatch, caplog, recwarn):
     monkeypatch.chdir(stage.work)
     namespaces: dict[str, dict] = {}
     failures = []
@@ -341,3 +345,6 @@ def test_readme_examples_run(stage, monkeypatch):
             failures.append(f"{block.where()}: {type(e).__name__}: {e}"[:3000])
         print(f"{block.where()}: {time.monotonic() - started:.1f} s, cpu {time.process_time() - cpu:.1f} s")
     assert not failures, "README examples that do not run:\n\n" + "\n\n".join(failures)
+    said = [r.getMessage() for r in caplog.records] + [str(w.message) for w in recwarn]
+    noise = [line for line in said if any(n in line for n in NOISE)]
+    assert not noise, "the examples printed event-loop noise:\n" + "\n".join(noise[:5])
