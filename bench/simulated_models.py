@@ -17,6 +17,7 @@ from pathlib import Path
 import datasets
 
 from seke_hf import feid
+from seke_hf.cli.demo import overall_rows
 from seke_hf.evaluate import markdown_report, run, write_report
 from seke_hf.simulate import SimulatedVLLM, truth_from_dataset
 from seke_hf.synthetic.corpora import write_corpora
@@ -43,7 +44,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     corpora = args.out / "corpora"
     write_corpora(corpora, seed=args.seed, small=args.small)
-    splits, _ = feid.build(corpora)
+    splits = feid.build(corpora, progress=lambda line: None).datasets
     feab = splits["test"]
     truth = truth_from_dataset(datasets.concatenate_datasets([splits["train"], feab]), seed=args.seed)
     results = []
@@ -52,18 +53,7 @@ def main() -> None:
             results.append(run(feab, name, server.base_url, "sim", name=name, use_cache=False, progress=False))
     paths = write_report(results, args.out / "report", plots=False)
     print(f"FEAB: {feab.num_rows} faces; report: {paths['markdown']}\n")
-    print("\n".join(overall_rows(markdown_report(results))))
-
-
-def overall_rows(markdown: str) -> list[str]:
-    """The header and `overall` rows of each table of a report: the abridged form the README shows."""
-    lines, out = markdown.splitlines(), []
-    for i, line in enumerate(lines):
-        if line.startswith("| scope |"):
-            out += ["", line, lines[i + 1]]
-        elif line.startswith("| overall |"):
-            out.append(line)
-    return out[1:]
+    print(overall_rows(markdown_report(results)))
 
 
 if __name__ == "__main__":

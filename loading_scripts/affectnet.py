@@ -104,10 +104,30 @@ class Affectnet(CorpusBuilder):
             raise ValueError(f"affectnet: release must be 'classic', 'npy' or None, not {release!r}")
         return self._classic_splits(root) if release == "classic" else self._npy_splits(root)
 
-    def generate_rows(self, root: Path, skips: Skips, release: str, shards: list, **kwargs: Any) -> Iterator[dict]:
+    def label_rows(self, root: Path, skips: Skips, release: str, shards: list, **kwargs: Any) -> Iterator[tuple]:
         read_shard = self._classic_rows if release == "classic" else self._npy_rows
+        listing = FolderListing()
         for shard in shards:
-            yield from read_shard(root, skips, shard, **kwargs)
+            yield from read_shard(root, skips, listing, shard, **kwargs)
+
+    def read_images(self, locators: Sequence[Any], skips: Skips) -> Iterator[dict[str, Any] | None]:
+        """Files as shipped, or (config `cropped`, classic release) the checked face box cut out and re-encoded."""
+        for locator in locators:
+            if isinstance(locator, str):
+                yield skips.image(local_path(locator))
+                continue
+            path, box = local_path(locator["path"]), tuple(locator["box"])
+            try:
+                yield crop_face(path, box, locator["readings"])
+            except FileNotFoundError:
+                skips.add("missing image", path)
+                yield None
+            except UnreadableImage:
+                skips.add("unreadable image", path)
+                yield None
+            except FaceBoxMismatch:
+                skips.add("face box disagrees with the landmarks", locator["rel"])
+                yield None
 
     # -- classic release ---------------------------------------------------------------------------------------
 
@@ -143,8 +163,14 @@ class Affectnet(CorpusBuilder):
         return splits
 
     def _classic_rows(
-        self, root: Path, skips: Skips, shard: tuple[str, int, int], image_dir: str, columns: dict[str, int]
-    ) -> Iterator[dict[str, Any]]:
+        self,
+        root: Path,
+        skips: Skips,
+        listing: FolderListing,
+        shard: tuple[str, int, int],
+        image_dir: str,
+        columns: dict[str, int],
+    ) -> Iterator[tuple[dict[str, Any], Any]]:
         col = [columns[name] for name in CLASSIC_COLUMNS]
         for fields in csv.reader(skips.label_lines(shard[0], read_line_range(*shard))):
             if len(fields) < len(CLASSIC_COLUMNS):
@@ -160,23 +186,17 @@ class Affectnet(CorpusBuilder):
                 skips.add("degenerate face box", rel)
                 continue
             path = local_path(image_dir, rel)
-            if not self.config.crop:
-                row["image"] = skips.image(path)
-                if row["image"] is not None:
-                    yield row
-                continue
-            try:
-                row["image"] = crop_face(path, box, parse_landmarks(landmarks))
-            except FileNotFoundError:
+            if not listing.holds(path):
                 skips.add("missing image", path)
                 continue
-            except UnreadableImage:
-                skips.add("unreadable image", path)
-                continue
-            except FaceBoxMismatch:
-                skips.add("face box disagrees with the landmarks", rel)
-                continue
-            yield row
+            if not self.config.crop:
+                yield row, str(path)
+            else:
+                readings = [list(r) for r in box_readings(box, parse_landmarks(landmarks))]  # type: ignore[arg-type]
+                if not readings:  # decided without the image: neither reading holds the landmarks
+                    skips.add("face box disagrees with the landmarks", rel)
+                    continue
+                yield row, {"path": str(path), "rel": rel, "box": list(box), "readings": readings}
 
     # -- npy release -------------------------------------------------------------------------------------------
 
@@ -195,7 +215,9 @@ class Affectnet(CorpusBuilder):
             raise self.layout_error(f"no train_set/annotations or val_set/annotations with *_exp.npy in {root}.")
         return splits
 
-    def _npy_rows(self, root: Path, skips: Skips, ids: list[str], set_dir: str) -> Iterator[dict[str, Any]]:
+    def _npy_rows(
+        self, root: Path, skips: Skips, listing: FolderListing, ids: list[str], set_dir: str
+    ) -> Iterator[tuple[dict[str, Any], str]]:
         folder = Path(set_dir)
         for stem in ids:
             annotation = f"{set_dir}/annotations/{stem}"
@@ -207,9 +229,11 @@ class Affectnet(CorpusBuilder):
             row = self._labelled_row(skips, f"{folder.name}/{stem}", code, valence, arousal)
             if row is None:
                 continue
-            row["image"] = skips.image(local_path(set_dir, "images", f"{stem}.jpg"))
-            if row["image"] is not None:
-                yield row
+            path = local_path(set_dir, "images", f"{stem}.jpg")
+            if not listing.holds(path):
+                skips.add("missing image", path)
+                continue
+            yield row, str(path)
 
     # -- labels, shared by both releases -----------------------------------------------------------------------
 
@@ -229,6 +253,19 @@ class Affectnet(CorpusBuilder):
         if va is not None and all(-1.0 <= v <= 1.0 for v in va):  # -2 (and anything else outside) is missing
             row["valence"], row["arousal"] = va
         return row
+
+
+class FolderListing:
+    """Whether a file exists, from one cached listing per folder (a stat per image would cost more than the labels)."""
+
+    def __init__(self) -> None:
+        self.names: dict[Path, frozenset[str]] = {}
+
+    def holds(self, path: Path) -> bool:
+        folder = path.parent
+        if folder not in self.names:
+            self.names[folder] = frozenset(p.name for p in iter_files(folder)) if folder.is_dir() else frozenset()
+        return path.name in self.names[folder]
 
 
 # -- the classic CSVs ------------------------------------------------------------------------------------------
@@ -301,12 +338,27 @@ def face_box(
     one slices `img[x:x+w, y:y+h]`, i.e. reads x as the row. The named reading is tried first, then that one;
     the box whose area holds the landmarks wins. Without landmarks the named reading is trusted.
     """
+    return clip_box(box_readings(box, landmarks), box, image_size)
+
+
+def box_readings(
+    box: tuple[float, float, float, float], landmarks: np.ndarray | None
+) -> list[tuple[float, float, float, float]]:
+    """The readings of the box (left, top, width, height) that hold the landmarks, named reading first: what
+    `face_box` decides without the image, so the label pass keeps four numbers per reading, not 136 landmarks."""
     x, y, w, h = box
     readings = [(x, y, w, h), (y, x, h, w)]
+    if landmarks is None:
+        return readings[:1]
+    return [reading for reading in readings if _holds(landmarks, *reading)]
+
+
+def clip_box(
+    readings: Sequence[Sequence[float]], box: tuple[float, ...], image_size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """The first reading that keeps an area inside the image; `FaceBoxMismatch` naming `box` if none does."""
     width, height = image_size
-    for left, top, box_w, box_h in readings if landmarks is not None else readings[:1]:
-        if landmarks is not None and not _holds(landmarks, left, top, box_w, box_h):
-            continue
+    for left, top, box_w, box_h in readings:
         right, bottom = min(width, round(left + box_w)), min(height, round(top + box_h))
         left, top = max(0, round(left)), max(0, round(top))
         if right > left and bottom > top:
@@ -321,13 +373,14 @@ def _holds(landmarks: np.ndarray, left: float, top: float, width: float, height:
     return float(inside.mean()) >= LANDMARK_AGREEMENT
 
 
-def crop_face(path: Path, box: tuple[float, ...], landmarks: np.ndarray | None) -> dict[str, Any]:
-    """Decode the web image, cut the checked face box out and encode it: the one place pixels are re-encoded."""
+def crop_face(path: Path, box: tuple[float, ...], readings: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """Decode the web image, cut the checked face box (the first of `box_readings` that fits) out and encode it:
+    the one place pixels are re-encoded."""
     data = path.read_bytes()
     try:
         with PIL.Image.open(io.BytesIO(data)) as image:
             image.load()
-            crop = image.crop(face_box(box, landmarks, image.size))  # type: ignore[arg-type]
+            crop = image.crop(clip_box(readings, box, image.size))  # type: ignore[arg-type]
     except FaceBoxMismatch:
         raise
     except Exception as e:  # PIL raises many kinds for a bad file

@@ -107,7 +107,7 @@ class Affwild2(CorpusBuilder):
             raise self.layout_error(f"no <video>.txt in the Train_Set/Validation_Set folders under {root}.")
         return {split: {"videos": videos} for split, videos in units.items() if videos}
 
-    def generate_rows(self, root: Path, skips: Skips, videos: list) -> Iterator[dict[str, Any]]:
+    def label_rows(self, root: Path, skips: Skips, videos: list) -> Iterator[tuple[dict[str, Any], str]]:
         for video, crops, files in videos:
             yield from self._video_rows(root, skips, video, crops, files)
 
@@ -124,7 +124,7 @@ class Affwild2(CorpusBuilder):
 
     def _video_rows(
         self, root: Path, skips: Skips, video: str, crops: str | None, files: dict[str, str]
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[tuple[dict[str, Any], str]]:
         """Frames of one video that carry a valid label in any task, streamed from its annotation files."""
         with ExitStack() as stack:
             readers: list[tuple[str, str, Iterator[str], Callable[[str], Any]]] = []
@@ -156,17 +156,14 @@ class Affwild2(CorpusBuilder):
                 if name not in names:
                     skips.add("labelled frame without a crop image", crop)
                     continue
-                image = skips.image(crop)
-                if image is None:
-                    continue
-                row = empty_row(f"affwild2/{video}/{k:05d}", self.SOURCE, subject=video, image=image, frame=k - 1)
+                row = empty_row(f"affwild2/{video}/{k:05d}", self.SOURCE, subject=video, frame=k - 1)
                 if "VA" in labels:
                     row["valence"], row["arousal"] = labels["VA"]
                 if "EXPR" in labels:
                     row["expression"] = labels["EXPR"]
                 if "AU" in labels:
                     row["aus"].update(labels["AU"])
-                yield row
+                yield row, str(crop)
 
 
 def split_of(by_task: dict[str, tuple[str, str]], rule: str) -> dict[str, list[str]]:

@@ -108,7 +108,9 @@ class Bp4d(CorpusBuilder):
             for split, subjects in splits.items()
         }
 
-    def generate_rows(self, root: Path, skips: Skips, sequences: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def label_rows(
+        self, root: Path, skips: Skips, sequences: list[dict[str, Any]]
+    ) -> Iterator[tuple[dict[str, Any], str]]:
         for seq in sequences:
             subject, task = seq["subject"], seq["task"]
             intensity = {au: read_intensity(Path(path)) for au, path in seq["intensity"].items()}
@@ -125,15 +127,10 @@ class Bp4d(CorpusBuilder):
                 if path is None:
                     skips.add("label row without image", f"{subject}/{task}/{frame}")
                     continue
-                image = skips.image(path)
-                if image is None:
-                    continue
-                row = empty_row(
-                    f"bp4d/{subject}/{task}/{frame}", self.SOURCE, subject=subject, image=image, frame=frame
-                )
+                row = empty_row(f"bp4d/{subject}/{task}/{frame}", self.SOURCE, subject=subject, frame=frame)
                 row["aus"].update(aus)
                 row["au_intensity"].update({au: values.get(frame, NOT_ANNOTATED) for au, values in intensity.items()})
-                yield row
+                yield row, str(path)
 
 
 def scan_tree(root: Path, max_depth: int = 5) -> tuple[dict, dict, dict]:
@@ -169,17 +166,23 @@ def read_occurrence(path: Path, skips: Skips) -> Iterator[tuple[int, dict[str, i
     (`0,1,...,99`: column k is AU k); a file without one is read by position."""
     lines = read_lines(path)
     header = _header(lines[0]) if lines else None
+    columns: dict[int, list[tuple[int, str]]] = {}  # row width -> (field index, AU) of the schema's AUs
     for line in skips.label_lines(path, lines[1:] if header else lines):
         fields = [f.strip() for f in line.split(",")]
         if not fields[0].isdigit():
             skips.add("unreadable label row", f"{path.name}: {line[:40]}", path)
             continue
-        columns = header or [str(k) for k in range(len(fields))]
-        aus: dict[str, int] = {}
-        for number, value in zip(columns[1:], fields[1:], strict=False):
-            if number.isdigit() and (au := au_name(number)) in AUS:
-                aus[au] = int(value) if value in ("0", "1") else NOT_ANNOTATED
-        yield int(fields[0]), aus
+        if len(fields) not in columns:
+            columns[len(fields)] = _au_columns(header or [str(k) for k in range(len(fields))], len(fields))
+        yield int(fields[0]), {
+            au: (int(fields[i]) if fields[i] in ("0", "1") else NOT_ANNOTATED) for i, au in columns[len(fields)]
+        }
+
+
+def _au_columns(names: list[str], width: int) -> list[tuple[int, str]]:
+    """(field index, AU name) of the columns, among the first `width`, that hold an AU of the schema."""
+    numbered = enumerate(names[1:width], start=1)
+    return [(i, au) for i, number in numbered if number.isdigit() and (au := au_name(number)) in AUS]
 
 
 def _header(first_line: str) -> list[str] | None:

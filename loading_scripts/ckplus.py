@@ -121,9 +121,9 @@ class Ckplus(CorpusBuilder):
         warn_label_disagreements({s: labelled[s] for members in splits.values() for s in members})
         return {split: {"sequences": members, **common} for split, members in splits.items()}
 
-    def generate_rows(
+    def label_rows(
         self, root: Path, skips: Skips, sequences: list[str], image_root: str, emotion_root: str, facs_root: str
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[tuple[dict[str, Any], str]]:
         for sequence in sequences:
             emotion_file = label_file(emotion_root, sequence, "emotion")
             facs_file = label_file(facs_root, sequence, "facs")
@@ -133,7 +133,7 @@ class Ckplus(CorpusBuilder):
 
     def _sequence_rows(
         self, root: Path, folder: Path, emotion_file: Path | None, facs_file: Path | None, skips: Skips
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[tuple[dict[str, Any], str]]:
         sequence = f"{folder.parent.name}/{folder.name}"
         expression = None
         if emotion_file is not None:
@@ -154,22 +154,15 @@ class Ckplus(CorpusBuilder):
                 skips.add("peak frame image missing", folder / f"{peak}.png")
                 return
         for path in frames:
-            image = skips.image(path)
-            if image is None:
-                continue
             row = empty_row(
-                f"ckplus/{sequence}/{path.stem}",
-                self.SOURCE,
-                subject=folder.parent.name,
-                image=image,
-                frame=frame_index(path),
+                f"ckplus/{sequence}/{path.stem}", self.SOURCE, subject=folder.parent.name, frame=frame_index(path)
             )
             if path.stem == peak:
                 if expression is not None:
                     row["expression"] = expression_index(expression)
                 if facs_file is not None:
                     row["aus"], row["au_intensity"] = peak_aus(facs_file)
-            yield row
+            yield row, str(path)
 
 
 def labelled_sequences(emotion_root: Path) -> dict[str, Path]:

@@ -1,9 +1,14 @@
 """The base of the six corpus builders: a corpus is declared, not re-implemented.
 
 A builder states its `SOURCE`, the `MARKERS` that identify its root folder, the `LAYOUT` it expects (quoted in
-errors), the `FINGERPRINT` files whose change must rebuild the cache, its splits (`split_kwargs`) and how one split's
-rows are read (`generate_rows`). Features, root finding, clear layout errors, skip accounting and writing live here
-once, as `folder_based_builder` does for `imagefolder`.
+errors), the `FINGERPRINT` files whose change must rebuild the cache, its splits (`split_kwargs`), how one split's
+labels are read (`label_rows`: each row with a *locator* of its image, no pixel read) and how located images are
+read (`read_images`). Features, root finding, clear layout errors, skip accounting and writing live here once, as
+`folder_based_builder` does for `imagefolder`.
+
+Labels and images are two passes so that FEID/FEAB can select on the labels of a whole corpus and then read the
+images of the selected rows only (`label_table`, `seke_hf.corpus_labels`); loading a corpus itself runs both passes
+over every row, so both paths yield the same rows with the same bytes.
 
 Rows are yielded already in Arrow storage form (images as `{"bytes", "path"}`, labels as ints), so they are written
 in record batches with `pa.Table.from_pylist` instead of through `datasets`' per-row `Features.encode_example`,
@@ -13,9 +18,10 @@ which cost most of the conversion time on the 45-leaf unified schema. Paths hand
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -109,12 +115,26 @@ class Skips:
         logger.warning("%s/%s: skipped %d rows: %s", self.source, self.split, self.counts.total(), "; ".join(parts))
 
 
+LABEL_FEATURES = datasets.Features({name: feature for name, feature in FEATURES.items() if name != "image"})
+"""What the label pass yields of a row: every column of the unified schema but the image."""
+LABEL_BATCH_ROWS = 10_000
+"""Label rows converted to Arrow at a time, so a label pass over Aff-Wild2's ~3M frames keeps memory flat."""
+
+
+def label_table_schema() -> pa.Schema:
+    """The label pass's columns: the unified schema without `image`, plus the corpus `split` and the `locator`."""
+    schema = LABEL_FEATURES.arrow_schema
+    return schema.append(pa.field("split", pa.string())).append(pa.field("locator", pa.string()))
+
+
 class CorpusBuilder(datasets.ArrowBasedBuilder):
     """Shared machinery; subclasses declare the corpus."""
 
     BUILDER_CONFIG_CLASS = CorpusConfig
     BATCH_ROWS: ClassVar[int] = 64
     """Rows per written record batch: large enough to amortise Arrow conversion, small enough for video frames."""
+    IMAGE_BATCH_ROWS: ClassVar[int] = 256
+    """Rows whose images `generate_rows` reads in one `read_images` call (a video is reopened once per batch)."""
 
     SOURCE: ClassVar[str]
     """The `source` column value and the sample_id prefix."""
@@ -165,12 +185,61 @@ class CorpusBuilder(datasets.ArrowBasedBuilder):
     # -- what a corpus implements -------------------------------------------------------------------------------
 
     def split_kwargs(self, root: Path) -> dict[str, dict[str, Any]]:
-        """Split name -> keyword arguments of `generate_rows` for that split (list values shard with num_proc)."""
+        """Split name -> keyword arguments of `label_rows` for that split (list values shard with num_proc)."""
         raise NotImplementedError
 
-    def generate_rows(self, root: Path, skips: Skips, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """Rows of one split in the unified schema."""
+    def label_rows(self, root: Path, skips: Skips, **kwargs: Any) -> Iterator[tuple[dict[str, Any], Any]]:
+        """(row without image, locator of its image) per row of one split, reading label files and folder listings
+        only. A locator is JSON data that `read_images` understands (by default the image file's path)."""
         raise NotImplementedError
+
+    def read_images(self, locators: Sequence[Any], skips: Skips) -> Iterator[dict[str, Any] | None]:
+        """The `Image()` payload of each locator, in order; None where it is missing or unreadable (counted)."""
+        for locator in locators:
+            yield skips.image(local_path(locator))
+
+    def generate_rows(self, root: Path, skips: Skips, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Rows of one split in the unified schema: its labels, with the images read a batch at a time."""
+        batch: list[tuple[dict[str, Any], Any]] = []
+        for item in self.label_rows(root, skips, **kwargs):
+            batch.append(item)
+            if len(batch) == self.IMAGE_BATCH_ROWS:
+                yield from self._with_images(batch, skips)
+                batch = []
+        yield from self._with_images(batch, skips)
+
+    def _with_images(self, batch: list[tuple[dict[str, Any], Any]], skips: Skips) -> Iterator[dict[str, Any]]:
+        images = self.read_images([locator for _, locator in batch], skips)
+        for (row, _), image in zip(batch, images, strict=True):
+            if image is not None:
+                row["image"] = image
+                yield row
+
+    # -- the label pass --------------------------------------------------------------------------------------------
+
+    def label_table(self) -> pa.Table:
+        """Every row's labels, its corpus split and its image locator (JSON), without reading an image.
+
+        Rows are in the order the corpus yields them; columns are `LABEL_FEATURES` plus `split` and `locator`.
+        """
+        root = local_path(self.locate(self.config.data_dir))
+        schema = label_table_schema()
+        tables = []
+        for split, kwargs in self.split_kwargs(root).items():
+            skips = Skips(self.SOURCE, split)
+            rows: list[dict[str, Any]] = []
+            for row, locator in self.label_rows(root, skips, **kwargs):
+                del row["image"]
+                row["split"], row["locator"] = split, json.dumps(locator)
+                rows.append(row)
+                if len(rows) == LABEL_BATCH_ROWS:
+                    tables.append(pa.Table.from_pylist(rows, schema=schema))
+                    rows = []
+            tables.append(pa.Table.from_pylist(rows, schema=schema))
+            skips.report()
+            if unreadable := skips.unreadable_label_files():
+                raise self.layout_error("\n".join(unreadable))
+        return pa.concat_tables(tables) if tables else schema.empty_table()
 
     # -- datasets plumbing ---------------------------------------------------------------------------------------
 

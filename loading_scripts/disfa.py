@@ -8,9 +8,10 @@ and only the frames a config keeps are converted (`video_frames`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ from seke_hf.schema import AUS, NOT_ANNOTATED, au_name, empty_row
 
 from .corpus_builder import CorpusBuilder, Skips
 from .folds import DISFA_PARTS, FoldConfig, fold_configs, fold_subjects, keep_frame
-from .raw_files import encode_image, find_child, iter_dirs, iter_files, read_lines
-from .video_frames import iter_frames, require_av
+from .raw_files import encode_image, find_child, iter_dirs, iter_files, local_path, read_lines
+from .video_frames import frame_count, iter_frames, require_av
 
 logger = logging.getLogger("seke_hf.loading")
 
@@ -123,34 +124,56 @@ class Disfa(CorpusBuilder):
             if SUBJECT_DIR.match(folder.name)
         }
 
-    def generate_rows(self, root: Path, skips: Skips, subjects: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def label_rows(
+        self, root: Path, skips: Skips, subjects: list[dict[str, Any]]
+    ) -> Iterator[tuple[dict[str, Any], Any]]:
         for entry in subjects:
             subject = entry["subject"]
             labels = read_intensities(entry["labels"], skips)
             wanted = [f - 1 for f in sorted(labels) if keep_frame(f - 1, self.config.frame_stride)]
             if "video" in entry:
-                pixels = self._video_frames(Path(entry["video"]), subject, wanted)
+                located = self._video_locators(entry["video"], subject, wanted, skips)
             elif "frames" in entry:
-                pixels = self._extracted_frames(Path(entry["frames"]), Path(entry["frames_root"]), wanted, skips)
+                located = self._extracted_locators(Path(entry["frames"]), wanted, skips)
             else:
                 for frame in wanted:
                     skips.add("no video or frame folder for the subject", f"{subject} frame {frame}")
                 continue
-            done = set()
-            for frame, image in pixels:
-                done.add(frame)
-                yield self._row(subject, frame, image, labels[frame + 1])
-            for frame in wanted:
-                if frame not in done and "video" in entry:
-                    skips.add("labelled frame the video lacks", f"{subject} frame {frame}")
+            for frame, locator in located:
+                yield self._row(subject, frame, labels[frame + 1]), locator
 
-    def _video_frames(self, video: Path, subject: str, wanted: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
-        for frame, image in iter_frames(video, wanted):
-            yield frame, encode_image(image)
+    def read_images(self, locators: Sequence[Any], skips: Skips) -> Iterator[dict[str, Any] | None]:
+        """Extracted frames as shipped; video frames decoded one video at a time, as far as the last one needed."""
+        for is_video, group in itertools.groupby(locators, key=lambda locator: isinstance(locator, list)):
+            if not is_video:
+                for path in group:
+                    yield skips.image(local_path(path))
+                continue
+            for video, frames in itertools.groupby(group, key=lambda locator: locator[0]):
+                yield from self._decoded(video, [frame for _, frame in frames], skips)
 
-    def _extracted_frames(
-        self, folder: Path, frames_root: Path, wanted: list[int], skips: Skips
-    ) -> Iterator[tuple[int, dict[str, Any]]]:
+    def _video_locators(
+        self, video: str, subject: str, wanted: list[int], skips: Skips
+    ) -> Iterator[tuple[int, list[Any]]]:
+        """The labelled frames the video holds, by its frame count (container metadata, or counted packets)."""
+        count = frame_count(local_path(video))
+        for frame in wanted:
+            if frame < count:
+                yield frame, [video, frame]
+            else:
+                skips.add("labelled frame the video lacks", f"{subject} frame {frame}")
+
+    def _decoded(self, video: str, frames: list[int], skips: Skips) -> Iterator[dict[str, Any] | None]:
+        """The frames of one video in the order asked; a frame its metadata promised but decoding lacks is None."""
+        images = {frame: encode_image(image) for frame, image in iter_frames(local_path(video), frames)}
+        subject = _subject_of(video)
+        for frame in frames:
+            image = images.pop(frame, None)
+            if image is None:
+                skips.add("labelled frame the video lacks", f"{subject} frame {frame}")
+            yield image
+
+    def _extracted_locators(self, folder: Path, wanted: list[int], skips: Skips) -> Iterator[tuple[int, str]]:
         images = {int(p.stem): p for p in iter_files(folder, IMAGE_SUFFIXES) if p.stem.isdigit()}
         offset = 0 if frame_numbering(images, self.config.frame_numbering) == "zero" else 1
         for frame in wanted:
@@ -158,12 +181,10 @@ class Disfa(CorpusBuilder):
             if path is None:
                 skips.add("labelled frame without image", f"{folder.name} frame {frame}")
                 continue
-            image = skips.image(path)
-            if image is not None:
-                yield frame, image
+            yield frame, str(path)
 
-    def _row(self, subject: str, frame: int, image: dict[str, Any], intensity: dict[str, int]) -> dict[str, Any]:
-        row = empty_row(f"disfa/{subject}/{frame}", self.SOURCE, subject=subject, image=image, frame=frame)
+    def _row(self, subject: str, frame: int, intensity: dict[str, int]) -> dict[str, Any]:
+        row = empty_row(f"disfa/{subject}/{frame}", self.SOURCE, subject=subject, frame=frame)
         threshold = self.config.au_threshold
         for au, value in intensity.items():
             row["au_intensity"][au] = value
@@ -189,13 +210,14 @@ def read_intensities(files: dict[str, str], skips: Skips) -> dict[int, dict[str,
     per_au: dict[str, dict[int, int]] = {}
     for au, path in files.items():
         values = per_au[au] = {}
-        for line in skips.label_lines(path, read_lines(Path(path))):
-            fields = line.replace(",", " ").split()
-            if len(fields) != 2 or not fields[0].isdigit() or int(fields[0]) < 1:
-                skips.add("unreadable label line", f"{Path(path).name}: {line}", path)
+        for line in skips.label_lines(path, read_lines(local_path(path))):
+            frame, _, value = line.replace(" ", ",").replace("\t", ",").partition(",")
+            value = value.strip(", \t")
+            if not frame.isdigit() or int(frame) < 1 or "," in value or not value:
+                skips.add("unreadable label line", f"{local_path(path).name}: {line}", path)
                 continue
-            value = int(fields[1]) if fields[1].isdigit() else NOT_ANNOTATED
-            values[int(fields[0])] = value if 0 <= value <= MAX_INTENSITY else NOT_ANNOTATED
+            number = int(value) if value.isdigit() else NOT_ANNOTATED
+            values[int(frame)] = number if number <= MAX_INTENSITY else NOT_ANNOTATED
     frames = sorted(set().union(*per_au.values())) if per_au else []
     coded = [au for au in AUS if au in per_au]
     return {f: {au: per_au[au].get(f, NOT_ANNOTATED) for au in coded} for f in frames}
@@ -242,6 +264,11 @@ def frame_numbering(images: dict[int, Path], requested: str = "auto") -> str:
         return "zero"
     padded = any(len(p.stem) > 1 and p.stem.startswith("0") for p in images.values())
     return "one" if padded else "zero"
+
+
+def _subject_of(video: str) -> str:
+    match = VIDEO_FILE.match(local_path(video).name)
+    return match[2].upper() if match else local_path(video).stem
 
 
 def _has_image(folder: Path) -> bool:

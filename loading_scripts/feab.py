@@ -9,22 +9,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from seke_hf.selection import FEAB
+from seke_hf.selection import FEAB_SPLIT
 
+from .feid import DEPENDS_ON as FEID_DEPENDS_ON
 from .feid import Feid
 
-DEPENDS_ON = (
-    "seke_hf.loading_scripts.feid",
-    "seke_hf.feid",
-    "seke_hf.selection",
-    "seke_hf.sources",
-    "seke_hf.release",
-)
+DEPENDS_ON = ("seke_hf.loading_scripts.feid", *FEID_DEPENDS_ON)
 
 
 class Feab(Feid):
-    SOURCE = "feab"
-    SPLIT: ClassVar[str] = FEAB
+    NAME = "feab"
+    SPLIT: ClassVar[str] = FEAB_SPLIT
     DESCRIPTION = (
         "FEAB: SEKE's facial emotion analysis benchmark (test split), selected from CK+, RAF-DB, AffectNet, DISFA, "
         "BP4D and Aff-Wild2 by seke_hf's protocol (our reading of arXiv 2505.18168); subject-independent of FEID."

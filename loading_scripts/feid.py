@@ -1,18 +1,15 @@
 """FEID, SEKE's training set, from the corpora under one folder: `load_dataset("feid", data_dir=ROOT)`.
 
-ROOT holds several corpora, so this builder does not read raw files itself: it loads each corpus through its own
-builder (cached by `datasets`), selects rows by the manifest (`seke_hf.feid`) and, with `annotations=`, merges an
-annotator run or an annotations-only release back onto them by `sample_id`. FEAB (`feab.py`) is the same builder
-with the test split.
+ROOT holds several corpora, so this builder reads no raw file itself: `seke_hf.feid.build` reads each corpus's
+labels, selects the manifest and reads the images of its rows only; with `annotations=`, an annotator run or an
+annotations-only release is merged back onto them by `sample_id`. FEAB (`feab.py`) is the same builder with the
+test split.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import datasets
@@ -23,18 +20,25 @@ from seke_hf.corpora import CORPORA
 from seke_hf.feid import build, ckplus_split_digest
 from seke_hf.release import annotation_features, export_annotations, load_annotations, merge_annotations
 from seke_hf.schema import FEATURES
-from seke_hf.selection import FEID, SelectionParams
-from seke_hf.sources import FOLDER_NAMES, find_corpus_dirs
+from seke_hf.selection import FEID_SPLIT, SelectionParams
 
-from .corpus_builder import CorpusBuilder, CorpusConfig, CorpusLayoutError
-from .raw_files import stat_fingerprint
+from .composite_builder import CompositeBuilder, CompositeConfig
 
-DEPENDS_ON = ("seke_hf.feid", "seke_hf.selection", "seke_hf.sources", "seke_hf.release")
+DEPENDS_ON = (
+    "seke_hf.loading_scripts.composite_builder",
+    "seke_hf.feid",
+    "seke_hf.corpus_labels",
+    "seke_hf.selected_rows",
+    "seke_hf.selection",
+    "seke_hf.corpus_roots",
+    "seke_hf.release.merge",
+    "seke_hf.columns",
+)
 """Modules whose code decides the rows: a change to any of them rebuilds the cached dataset."""
 
 
 @dataclass
-class SekeConfig(CorpusConfig):
+class SekeConfig(CompositeConfig):
     """Options of FEID/FEAB. Every one is optional: `load_dataset("feid", data_dir=ROOT)` uses the shipped protocol."""
 
     source: str | None = None
@@ -46,20 +50,18 @@ class SekeConfig(CorpusConfig):
     selection: dict[str, Any] | None = None
     """Overrides of `SelectionParams`, e.g. {"seed": 1, "targets": {"rafdb": [100, 20]}}."""
     corpus_configs: dict[str, str] | None = None
-    """Builder config per corpus (default `seke_hf.sources.DEFAULT_CONFIGS`)."""
+    """Builder config per corpus (default `seke_hf.corpora.DEFAULT_CONFIGS`)."""
     corpus_kwargs: dict[str, dict[str, Any]] | None = None
     """Extra options per corpus builder, e.g. {"disfa": {"frame_stride": 5}}."""
     annotations: Any = None
     """Annotations to merge by sample_id: a file, a save_to_disk folder, a Hub id or a Dataset."""
     annotations_config: str | None = None
     """Config of a Hub annotations dataset."""
-    inputs_fingerprint: str | None = None
-    """Set by the builder: stat fingerprint of the explicit paths, manifest and annotation files."""
 
 
-class Feid(CorpusBuilder):
-    SOURCE = "feid"
-    SPLIT: ClassVar[str] = FEID
+class Feid(CompositeBuilder):
+    NAME = "feid"
+    SPLIT: ClassVar[str] = FEID_SPLIT
     BATCH_ROWS: ClassVar[int] = 1000
     """Rows per record batch: rows are copied from Arrow, not built in Python, so batches can be large."""
     BUILDER_CONFIG_CLASS = SekeConfig
@@ -68,7 +70,7 @@ class Feid(CorpusBuilder):
         *(SekeConfig(name=source, source=source, description=f"Only the {source} samples.") for source in CORPORA),
     ]
     DEFAULT_CONFIG_NAME = "all"
-    MARKERS = ()
+    INPUT_OPTIONS = ("paths", "manifest", "annotations")
     LAYOUT = """\
   ROOT/                          (data_dir; folder names matched ignoring case, spaces, '-' and '_')
     CK+/  RAF-DB/  AffectNet/  DISFA/  BP4D/  Aff-Wild2/
@@ -87,38 +89,9 @@ class Feid(CorpusBuilder):
           Zheng, Wenming and Yoshie, Osamu},
   journal={arXiv preprint arXiv:2505.18168}, year={2025}}"""
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        # Explicit paths, a manifest file and an annotations file are read at build time: fold their stat into the
-        # config, so editing them rebuilds the cache as editing a corpus does.
-        fingerprint = _inputs_fingerprint(kwargs.get("paths"), kwargs.get("manifest"), kwargs.get("annotations"))
-        if fingerprint:
-            kwargs["inputs_fingerprint"] = fingerprint
-        super().__init__(*args, **kwargs)
-
     @classmethod
-    def locate(cls, data_dir: str | Path | None) -> Path:
-        """ROOT itself, once it is known to hold at least one corpus folder."""
-        if data_dir is None:
-            raise CorpusLayoutError(f"{cls.SOURCE}: pass data_dir=<folder holding your corpora>.\n{cls.LAYOUT}")
-        root = Path(data_dir).expanduser()
-        if not root.is_dir() or not find_corpus_dirs(root):
-            names = ", ".join(names[0] for names in FOLDER_NAMES.values())
-            raise CorpusLayoutError(f"{cls.SOURCE}: no corpus folder ({names}) in {root}.\n{cls.LAYOUT}")
-        return root
-
-    @classmethod
-    def raw_fingerprint(cls, data_dir: str | Path) -> str:
-        """Each found corpus's own raw fingerprint, plus the shipped CK+ split."""
-        from seke_hf.registration import builder_class
-
-        h = hashlib.sha256(ckplus_split_digest().encode())
-        for source, folder in find_corpus_dirs(cls.locate(data_dir)).items():
-            try:
-                key = builder_class(source).raw_fingerprint(folder)
-            except (OSError, ValueError, ImportError) as e:  # a broken corpus is reported when it is loaded
-                key = f"unreadable:{type(e).__name__}"
-            h.update(f"{source}:{key}".encode())
-        return h.hexdigest()[:16]
+    def extra_fingerprint(cls) -> str:
+        return ckplus_split_digest()
 
     def _info(self) -> datasets.DatasetInfo:
         features = FEATURES
@@ -136,10 +109,10 @@ class Feid(CorpusBuilder):
     def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
         config = self.config
         if config.source is not None and config.source not in CORPORA:
-            raise ValueError(f"{self.SOURCE}: unknown source {config.source!r}; expected one of {CORPORA}")
+            raise ValueError(f"{self.NAME}: unknown source {config.source!r}; expected one of {CORPORA}")
         if config.data_dir is None and not config.paths:
             self.locate(None)  # raises the layout error
-        splits, _ = build(
+        built = build(
             config.data_dir,
             paths=config.paths,
             sources=(config.source,) if config.source else CORPORA,
@@ -149,7 +122,7 @@ class Feid(CorpusBuilder):
             corpus_kwargs=config.corpus_kwargs,
             cache_dir=self._cache_dir_root,
         )
-        return [datasets.SplitGenerator(name=self.SPLIT, gen_kwargs={"rows": splits[self.SPLIT]})]
+        return [datasets.SplitGenerator(name=self.SPLIT, gen_kwargs={"rows": built.datasets[self.SPLIT]})]
 
     def _generate_tables(self, rows: datasets.Dataset) -> Iterator[tuple[int, pa.Table]]:
         """Record batches straight from the corpora's Arrow data: image bytes pass through undecoded."""
@@ -165,27 +138,3 @@ class Feid(CorpusBuilder):
             merged = labels[start : start + self.BATCH_ROWS] if labels is not None else batch
             columns = [merged[name] if name in merged.column_names else batch[name] for name in schema.names]
             yield start, table_cast(pa.Table.from_arrays(columns, names=schema.names), schema)
-
-
-def _inputs_fingerprint(*inputs: Any) -> str | None:
-    """Stat of every local file or folder among the options (paths dict values, manifest, annotations)."""
-    locations: list[str] = []
-    for value in inputs:
-        if isinstance(value, dict):
-            locations += [os.fspath(v) for v in value.values() if isinstance(v, str | os.PathLike)]
-        elif isinstance(value, str | os.PathLike) and Path(value).expanduser().exists():
-            locations.append(os.fspath(value))
-        elif isinstance(value, datasets.Dataset):
-            locations.append(f"dataset:{value._fingerprint}")
-    if not locations:
-        return None
-    h = hashlib.sha256()
-    for location in locations:
-        path = Path(location).expanduser()
-        key = stat_fingerprint(path, [".", *_children(path)]) if path.exists() else location
-        h.update(f"{location}:{key}".encode())
-    return h.hexdigest()[:16]
-
-
-def _children(path: Path) -> list[str]:
-    return sorted(p.name for p in path.iterdir()) if path.is_dir() else []

@@ -83,9 +83,10 @@ class Rafdb(CorpusBuilder):
             if lines
         }
 
-    def generate_rows(
+    def label_rows(
         self, root: Path, skips: Skips, lines: list[str], image_dir: str, label_file: str
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[tuple[dict, str]]:
+        present = {path.name for path in iter_files(Path(image_dir))}
         seen: set[str] = set()
         for line in skips.label_lines(label_file, lines):
             fields = line.split()
@@ -100,12 +101,9 @@ class Rafdb(CorpusBuilder):
             seen.add(stem)
             file_name = f"{stem}_aligned.jpg" if self.config.image_folder == "aligned" else name
             path = Path(image_dir) / file_name
-            if not path.is_file():
+            if file_name not in present:
                 skips.add("missing image", path)
                 continue
-            image = skips.image(path)
-            if image is None:
-                continue
-            row = empty_row(f"rafdb/{stem}", self.SOURCE, image=image)
+            row = empty_row(f"rafdb/{stem}", self.SOURCE)
             row["expression"] = expression_index(RAFDB_EXPRESSIONS[code])
-            yield row
+            yield row, str(path)

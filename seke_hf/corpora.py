@@ -1,4 +1,5 @@
-"""The six source corpora by name, and one call to load any of them in the unified schema."""
+"""The six source corpora by name, the builder config FEID/FEAB read each through, and one call to load any of them
+in the unified schema."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ from typing import Any
 import datasets
 
 CORPORA: tuple[str, ...] = ("ckplus", "rafdb", "affectnet", "disfa", "bp4d", "affwild2")
+
+DEFAULT_CONFIGS: dict[str, str | None] = {
+    "ckplus": "peak",  # one peak frame per labelled sequence, split as SEKE's release (ckplus_feid_split.csv)
+    "rafdb": "aligned",
+    "affectnet": None,
+    "disfa": None,
+    "bp4d": None,
+    "affwild2": None,
+}
+"""The corpus builder config FEID/FEAB read each source through (None = that builder's default)."""
 
 
 def load_corpus(
@@ -27,3 +38,15 @@ def load_corpus(
     if name not in CORPORA:
         raise ValueError(f"unknown corpus {name!r}; expected one of {', '.join(CORPORA)}")
     return datasets.load_dataset(name, config, data_dir=os.fspath(data_dir), split=split, streaming=streaming, **kwargs)
+
+
+def load_source(
+    source: str,
+    data_dir: str | os.PathLike,
+    config: str | None = None,
+    cache_dir: str | None = None,
+    **kwargs: Any,
+) -> datasets.DatasetDict:
+    """All splits of one corpus, whole, through the config FEID/FEAB use (`DEFAULT_CONFIGS` unless `config`)."""
+    config = config if config is not None else DEFAULT_CONFIGS.get(source)
+    return load_corpus(source, data_dir, config=config, cache_dir=cache_dir, **kwargs)

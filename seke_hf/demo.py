@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import datasets
 
 from seke_hf.corpora import CORPORA
+from seke_hf.selection import SelectionParams
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +44,17 @@ class DemoResult:
 
 
 def run_demo(
-    out: str | os.PathLike, *, seed: int = 0, small: bool = False, progress: bool = True, port: int = DEMO_PORT
+    out: str | os.PathLike,
+    *,
+    seed: int = 0,
+    small: bool = False,
+    progress: bool = True,
+    port: int = DEMO_PORT,
+    stages: Callable[[str], None] | None = None,
 ) -> DemoResult:
-    """Write synthetic corpora under `out/corpora`, build FEID/FEAB into `out/build`, evaluate into `out/report`."""
+    """Write synthetic corpora under `out/corpora`, build FEID/FEAB into `out/build`, evaluate into `out/report`.
+
+    `progress` shows the request progress bars; `stages` receives one line per stage (default: logged)."""
     from seke_hf import feid
     from seke_hf.annotate import SVUAMCAnnotator
     from seke_hf.evaluate import run as evaluate
@@ -58,19 +67,21 @@ def run_demo(
 
     out = Path(out)
     corpora_root = out / "corpora"
-    logger.info("writing synthetic faces in the raw layouts of %s under %s", ", ".join(CORPORA), corpora_root)
+    say = stages or logger.info
     write_corpora(corpora_root, seed=seed, small=small)
+    say(f"synthetic corpora: faces in the raw layouts of {', '.join(CORPORA)} under {corpora_root}")
 
     # The simulator's hidden truth: the human labels, with what a corpus lacks filled in from emotion knowledge.
-    human, _ = feid.build(corpora_root)
+    # (The build below selects the same rows: its images come from this call's cache.)
+    human = feid.build(corpora_root, params=SelectionParams.from_dict({"seed": seed}), progress=logger.debug).datasets
     truth = truth_from_dataset(datasets.concatenate_datasets([human["train"], human["test"]]), seed=seed)
     with _simulator(SimulatedVLLM, truth, seed, port) as server:
-        logger.info("simulated vision LLM listening at %s", server.base_url)
+        say(f"simulated vision LLM listening at {server.base_url}")
         annotator = SVUAMCAnnotator(
             model=DEMO_MODEL, base_url=server.base_url, api_key=DEMO_API_KEY, cache_dir=out / "cache",
             prices=PRICE_TABLE[DEMO_MODEL], progress=progress,
         )  # fmt: skip
-        result = build_datasets(corpora_root, out / "build", annotator=annotator, seed=seed)
+        result = build_datasets(corpora_root, out / "build", annotator=annotator, seed=seed, progress=say)
         # What a user of the published release sees: plain datasets, no plugin involved in reading.
         reloaded = {kind: datasets.load_dataset(str(out / "build" / "hub" / kind)) for kind in ("feid", "feab")}
         evaluation = evaluate(
@@ -78,6 +89,7 @@ def run_demo(
             name=f"{DEMO_MODEL} (simulated)", cache_dir=out / "cache", progress=progress,
         )  # fmt: skip
         report_paths = write_report([evaluation], out / "report")
+        say(f"FEAB evaluated: {len(result.datasets['feab'])} rows, report in {out / 'report'}")
         stats = server.stats()
     demo = DemoResult(
         out=out,

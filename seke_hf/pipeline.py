@@ -3,6 +3,7 @@
 `seke-hf build` and `seke-hf demo` are thin shells over `build_datasets`. The output folder gets:
 
     manifest.csv, selection.json     what was selected, and with which parameters (rebuild with manifest=)
+    manifest_report.json             what each stage read, and the chosen rows left out (image missing or unreadable)
     arrow/feid, arrow/feab           both datasets, `datasets.load_from_disk`
     hub/feid, hub/feab               the Hub layout (Parquet + card), `load_dataset(folder)`; release="annotations"
                                      leaves the licensed images out
@@ -18,26 +19,26 @@ import dataclasses
 import json
 import logging
 import os
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import datasets
 
+from seke_hf import label_counts
 from seke_hf._version import __version__
+from seke_hf.columns import column_values
 from seke_hf.corpora import CORPORA
-from seke_hf.release import column_values
-from seke_hf.schema import LEVELS, annotated_levels
-from seke_hf.selection import FEAB, FEID, SelectionParams
+from seke_hf.schema import LEVELS
+from seke_hf.selection import FEAB_SPLIT, FEID_SPLIT, SelectionParams
 
 if TYPE_CHECKING:
     from seke_hf.annotate import SVUAMCAnnotator
 
 logger = logging.getLogger(__name__)
 
-KINDS = {"feid": FEID, "feab": FEAB}
+KINDS = {"feid": FEID_SPLIT, "feab": FEAB_SPLIT}
 """Dataset name -> its split in the manifest."""
 
 
@@ -64,36 +65,40 @@ def build_datasets(
     release: str = "full",
     repo_id: str | None = None,
     seed: int = 0,
+    progress: Callable[[str], None] | None = None,
 ) -> BuildResult:
-    """Select, annotate (when an annotator is given), add chat columns and write everything under `out`."""
+    """Select, annotate (when an annotator is given), add chat columns and write everything under `out`.
+
+    `progress` receives one line per stage with its counts (labels read, rows selected, images read, rows
+    annotated, shards written); by default they are logged.
+    """
     from seke_hf import feid
     from seke_hf.instructions import to_chat
     from seke_hf.publish import build_repo
 
+    say = progress or logger.info
     out = Path(out)
     params = params or SelectionParams.from_dict({"seed": seed})
-    logger.info("[1/4] selecting FEID/FEAB from %s", corpora_root)
-    splits, entries = feid.build(corpora_root, paths=paths, sources=tuple(sources), manifest=manifest, params=params)
-    built = {kind: splits[split] for kind, split in KINDS.items()}
-    if limit is not None:
-        built = {kind: ds.select(_spread(column_values(ds, "source"), limit)) for kind, ds in built.items()}
-        kept = set().union(*(column_values(ds, "sample_id") for ds in built.values()))
-        entries = [e for e in entries if e.sample_id in kept]
+    selected = feid.build(
+        corpora_root, paths=paths, sources=tuple(sources), manifest=manifest, params=params, limit=limit,
+        progress=say,
+    )  # fmt: skip
+    built = {kind: selected.datasets[split] for kind, split in KINDS.items()}
     out.mkdir(parents=True, exist_ok=True)
-    feid.write_manifest(entries, out / "manifest.csv")
+    feid.write_manifest(selected.manifest, out / "manifest.csv")
     (out / "selection.json").write_text(json.dumps(params.to_dict(), indent=2, sort_keys=True) + "\n")
+    report = selected.report.to_dict()
+    (out / "manifest_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
 
     usage: dict[str, Any] = {}
     if annotator is not None:
-        logger.info("[2/4] completing missing labels with SV-UAMC (%s)", annotator.model)
         built, usage = annotate_all(built, annotator, batch_size=batch_size)
+        say(f"rows annotated: {sum(len(ds) for ds in built.values())} with SV-UAMC ({annotator.model}), "
+            f"{usage['requests']} requests ({usage['answered_from_cache']} answers from cache)")  # fmt: skip
     else:
-        logger.info("[2/4] annotation skipped: human labels only")
+        say("rows annotated: none (--no-annotate: human labels only)")
 
-    logger.info("[3/4] writing instruction conversations (%s style)", style)
     released = {"feid": to_chat(built["feid"], seed=seed, style=style), "feab": built["feab"]}
-
-    logger.info("[4/4] writing %s", out)
     build_info = {
         "seke_hf": __version__,
         **({"model": annotator.model, "svuamc": svuamc_settings(annotator)} if annotator is not None else {}),
@@ -109,7 +114,10 @@ def build_datasets(
             if source in present
         }
         build_repo(by_source, out / "hub" / kind, kind=kind, mode=release, build_info=build_info, repo_id=repo_id)
-    summary = summarize(built, released, usage)
+    shards = sorted((out / "hub").rglob("*.parquet"))
+    say(f"shards written: {len(shards)} Parquet files ({release} release) under {out / 'hub'}, Arrow under "
+        f"{out / 'arrow'}")  # fmt: skip
+    summary = summarize(built, released, usage, report)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return BuildResult(out, released, summary)
 
@@ -146,53 +154,29 @@ def annotate_all(
     return annotated, usage
 
 
-def _spread(sources: list[str], limit: int) -> list[int]:
-    """`limit` row indices taken in turn from each source, so a dry run sees every corpus."""
-    by_source: dict[str, list[int]] = {}
-    for i, source in enumerate(sources):
-        by_source.setdefault(source, []).append(i)
-    queues = list(by_source.values())
-    picked = [
-        queue[depth] for depth in range(max(map(len, queues), default=0)) for queue in queues if depth < len(queue)
-    ]
-    return sorted(picked[:limit])
-
-
 def summarize(
-    built: dict[str, datasets.Dataset], released: dict[str, datasets.Dataset], usage: dict[str, Any]
+    built: dict[str, datasets.Dataset],
+    released: dict[str, datasets.Dataset],
+    usage: dict[str, Any],
+    report: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Counts per source and level, usage, and a few rejected examples with their reasons."""
-    summary: dict[str, Any] = {"datasets": {}, "usage": usage}
+    """Counts per source and level, usage, a few rejected examples with their reasons, and the rows left out."""
+    summary: dict[str, Any] = {"datasets": {}, "usage": usage, "images": _image_stage(report or {})}
     for kind, ds in built.items():
-        labels = ds.remove_columns([c for c in ("image",) if c in ds.column_names]).to_list()
-        per_source = Counter(row["source"] for row in labels)
-        levels = {
-            source: dict(Counter(level for row in labels if row["source"] == source for level in annotated_levels(row)))
-            for source in per_source
-        }
-        entry: dict[str, Any] = {"rows": len(ds), "per_source": dict(per_source), "levels": levels}
-        if "status" in ds.column_names:
-            entry["status"] = dict(Counter(row["status"] for row in labels))
-            entry["provenance"] = {
-                level: dict(Counter((row["provenance"] or {}).get(level) for row in labels)) for level in LEVELS
-            }
-            entry["provenance_per_source"] = {
-                source: {
-                    level: dict(
-                        Counter((row["provenance"] or {}).get(level) for row in labels if row["source"] == source)
-                    )
-                    for level in LEVELS
-                }
-                for source in per_source
-            }
-            entry["rejected_examples"] = [
-                {"sample_id": row["sample_id"], "status": row["status"], "reason": row["status_reason"]}
-                for row in labels
-                if row["status"] in ("rejected", "failed")
-            ][:10]
+        labels = ds.remove_columns([c for c in ("image",) if c in ds.column_names]).with_format("arrow")[:]
+        entry = label_counts.label_summary(labels)
         entry["released_rows"] = len(released[kind])
         summary["datasets"][kind] = entry
     return summary
+
+
+def _image_stage(report: dict[str, Any]) -> dict[str, Any]:
+    skipped = report.get("skipped", {})
+    return {
+        "read": report.get("images_read", 0),
+        "left_out": {reason: len(ids) for reason, ids in skipped.items()},
+        "left_out_examples": {reason: ids[:5] for reason, ids in skipped.items()},
+    }
 
 
 def _level_cell(level: str, labelled: int, origin: dict[str, int] | None) -> str:
@@ -220,6 +204,11 @@ def render_summary(summary: dict[str, Any], out: Path) -> str:
             lines.append(
                 f"    {entry['rows'] - entry['released_rows']} rows without any label left out of the chat data"
             )
+    left_out = summary.get("images", {}).get("left_out", {})
+    if left_out:
+        examples = summary["images"]["left_out_examples"]
+        lines.append("  left out (image missing or unreadable; the selection took other rows): " + "; ".join(
+            f"{n} {reason} (e.g. {examples[reason][0]})" for reason, n in left_out.items()))  # fmt: skip
     usage = summary["usage"]
     if usage and usage["requests"] == usage["answered_from_cache"] == 0:
         lines.append(

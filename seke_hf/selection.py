@@ -33,10 +33,10 @@ from seke_hf.schema import active_aus, annotated_levels, has_aus, has_expression
 
 logger = logging.getLogger("seke_hf.selection")
 
-FEID, FEAB = "train", "test"
-"""Manifest split names: FEID is the training set, FEAB the test benchmark."""
+FEID_SPLIT, FEAB_SPLIT = "train", "test"
+"""The manifest's split of each dataset: FEID's rows are `train`, FEAB's (the test benchmark) `test`."""
 
-PAPER_TOTALS = {FEID: 26_238, FEAB: 3_035}
+PAPER_TOTALS = {FEID_SPLIT: 26_238, FEAB_SPLIT: 3_035}
 """SEKE's published sizes (arXiv 2505.18168, authors' README): the sum of the default targets at full corpus size."""
 
 DEFAULT_TARGETS: dict[str, tuple[int, int]] = {
@@ -93,7 +93,7 @@ class SelectionParams:
 
     def target(self, source: str, split: str) -> int:
         feid, feab = self.targets.get(source, (0, 0))
-        return feid if split == FEID else feab
+        return feid if split == FEID_SPLIT else feab
 
 
 # -- the protocol --------------------------------------------------------------------------------------------------
@@ -133,7 +133,7 @@ def select(
 
 
 def sort_manifest(manifest: Iterable[ManifestEntry]) -> Manifest:
-    return sorted(manifest, key=lambda e: (e.split != FEID, _source_order(e.source), e.sample_id))
+    return sorted(manifest, key=lambda e: (e.split != FEID_SPLIT, _source_order(e.source), e.sample_id))
 
 
 def select_ckplus(rows: Sequence[Mapping[str, Any]], split_of_sequence: Mapping[str, str]) -> dict[str, list[str]]:
@@ -145,9 +145,9 @@ def select_ckplus(rows: Sequence[Mapping[str, Any]], split_of_sequence: Mapping[
             sequence not in peak or (row.get("frame") or 0) > (peak[sequence].get("frame") or 0)
         ):
             peak[sequence] = row
-    picked: dict[str, list[str]] = {FEID: [], FEAB: []}
+    picked: dict[str, list[str]] = {FEID_SPLIT: [], FEAB_SPLIT: []}
     for sequence, row in sorted(peak.items()):
-        picked[FEAB if split_of_sequence[sequence] == "test" else FEID].append(row["sample_id"])
+        picked[FEAB_SPLIT if split_of_sequence[sequence] == "test" else FEID_SPLIT].append(row["sample_id"])
     absent = len(split_of_sequence) - len(peak)
     if absent:
         # The CK+ builder already warns about its own copy; this is the selection's view of the same fact.
@@ -172,7 +172,7 @@ def select_class_balanced(
         for row in pool:
             if has_expression(row):
                 by_class[row["expression"]].append(row)
-        quotas = water_fill({c: len(members) for c, members in by_class.items()}, targets[split == FEAB])
+        quotas = water_fill({c: len(members) for c, members in by_class.items()}, targets[split == FEAB_SPLIT])
         picked[split] = [
             row["sample_id"]
             for c in sorted(by_class)
@@ -191,10 +191,12 @@ def select_au_frames(
     """DISFA/BP4D: FEAB subjects never in FEID; frames cover AU combinations rare-first, spaced in time."""
     subjects = sorted({row["subject"] for row in rows})
     held_out = set(feab_subjects(subjects, feab_subject_fraction, seed))
-    pools: dict[str, list[Mapping[str, Any]]] = {FEID: [], FEAB: []}
+    pools: dict[str, list[Mapping[str, Any]]] = {FEID_SPLIT: [], FEAB_SPLIT: []}
     for row in rows:
-        pools[FEAB if row["subject"] in held_out else FEID].append(row)
-    return {split: cover_au_combinations(pool, targets[split == FEAB], seed, min_gap) for split, pool in pools.items()}
+        pools[FEAB_SPLIT if row["subject"] in held_out else FEID_SPLIT].append(row)
+    return {
+        split: cover_au_combinations(pool, targets[split == FEAB_SPLIT], seed, min_gap) for split, pool in pools.items()
+    }
 
 
 def feab_subjects(subjects: Sequence[str], fraction: float, seed: int) -> list[str]:
@@ -224,11 +226,11 @@ def select_multilevel_frames(
 ) -> dict[str, list[str]]:
     """Aff-Wild2: training videos -> FEID, validation videos -> FEAB; frames with more label levels first."""
     pools = _official_pools(rows)
-    feab_scenes = {video_scene(row["subject"]) for row in pools.get(FEAB, [])}
-    shared = {video_scene(row["subject"]) for row in pools.get(FEID, [])} & feab_scenes
+    feab_scenes = {video_scene(row["subject"]) for row in pools.get(FEAB_SPLIT, [])}
+    shared = {video_scene(row["subject"]) for row in pools.get(FEID_SPLIT, [])} & feab_scenes
     if shared:
         logger.info("affwild2: %d videos are in both splits; FEAB keeps them, FEID leaves them out", len(shared))
-        pools[FEID] = [row for row in pools[FEID] if video_scene(row["subject"]) not in feab_scenes]
+        pools[FEID_SPLIT] = [row for row in pools[FEID_SPLIT] if video_scene(row["subject"]) not in feab_scenes]
     picked = {}
     for split, pool in pools.items():
         spacing, chosen = Spacing(min_gap), []
@@ -239,7 +241,7 @@ def select_multilevel_frames(
                     by_video[row["subject"]].append(row)
             videos = sorted(by_video, key=lambda v: rank(seed, f"video:{v}"))
             queues = [sorted(by_video[v], key=lambda r: rank(seed, r["sample_id"])) for v in videos]
-            chosen += _round_robin(queues, targets[split == FEAB] - len(chosen), spacing)
+            chosen += _round_robin(queues, targets[split == FEAB_SPLIT] - len(chosen), spacing)
         picked[split] = chosen
     return picked
 
@@ -322,13 +324,13 @@ def _round_robin(queues: Sequence[Sequence[Mapping[str, Any]]], target: int, spa
 
 def _official_pools(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
     """Rows by manifest split from the corpus's own split names (train -> FEID, test/validation -> FEAB)."""
-    pools: dict[str, list[Mapping[str, Any]]] = {FEID: [], FEAB: []}
+    pools: dict[str, list[Mapping[str, Any]]] = {FEID_SPLIT: [], FEAB_SPLIT: []}
     for row in rows:
         split = str(row.get("split", "")).lower()
         if split == "train":
-            pools[FEID].append(row)
+            pools[FEID_SPLIT].append(row)
         elif split in TEST_SPLIT_NAMES:
-            pools[FEAB].append(row)
+            pools[FEAB_SPLIT].append(row)
     return pools
 
 

@@ -45,3 +45,13 @@ def s3():
 
     with S3Server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def corpora_root(tmp_path_factory):
+    """The six small synthetic corpora under one ROOT, written once for the FEID/FEAB tests (read only)."""
+    from seke_hf.synthetic.corpora import write_corpora
+
+    root = tmp_path_factory.mktemp("corpora") / "ROOT"
+    write_corpora(root, seed=0, small=True)
+    return root

@@ -17,7 +17,7 @@ from seke_hf import feid, selection
 from seke_hf.cli import build as build_cli
 from seke_hf.release import attach_images
 from seke_hf.schema import AUS, EXPRESSIONS, aus_from_active
-from seke_hf.selection import FEAB, FEID, ManifestEntry, SelectionParams
+from seke_hf.selection import FEAB_SPLIT, FEID_SPLIT, ManifestEntry, SelectionParams
 from seke_hf.simulate import SimulatedVLLM, truth_from_dataset
 from seke_hf.synthetic.corpora import write_corpora
 
@@ -91,8 +91,8 @@ def _params(**overrides):
 
 def test_default_targets_add_up_to_the_paper_totals():
     params = SelectionParams()
-    assert sum(params.target(s, FEID) for s in seke_hf.CORPORA) == selection.PAPER_TOTALS[FEID] == 26_238
-    assert sum(params.target(s, FEAB) for s in seke_hf.CORPORA) == selection.PAPER_TOTALS[FEAB] == 3_035
+    assert sum(params.target(s, FEID_SPLIT) for s in seke_hf.CORPORA) == selection.PAPER_TOTALS[FEID_SPLIT] == 26_238
+    assert sum(params.target(s, FEAB_SPLIT) for s in seke_hf.CORPORA) == selection.PAPER_TOTALS[FEAB_SPLIT] == 3_035
     assert params.targets["ckplus"] == (293, 34)
 
 
@@ -119,11 +119,11 @@ def test_au_corpora_are_subject_independent():
         rows = _au_video_table(source)
         manifest = selection.select({source: rows}, _params())
         subject = {r["sample_id"]: r["subject"] for r in rows}
-        feid_subjects = {subject[e.sample_id] for e in manifest if e.split == FEID}
-        feab_subjects = {subject[e.sample_id] for e in manifest if e.split == FEAB}
+        feid_subjects = {subject[e.sample_id] for e in manifest if e.split == FEID_SPLIT}
+        feab_subjects = {subject[e.sample_id] for e in manifest if e.split == FEAB_SPLIT}
         assert feab_subjects and feid_subjects and not feab_subjects & feid_subjects
         assert len(feab_subjects) == round(8 * 0.2)
-        assert Counter(e.split for e in manifest) == {FEID: 40, FEAB: 10}
+        assert Counter(e.split for e in manifest) == {FEID_SPLIT: 40, FEAB_SPLIT: 10}
 
 
 def test_au_selection_takes_rare_combinations_first_and_spaces_frames():
@@ -149,9 +149,9 @@ def test_class_balanced_selection_water_fills_from_the_official_splits():
     rows = _class_table()
     picked = selection.select_class_balanced(rows, (20, 12), seed=0)
     by_id = {r["sample_id"]: r for r in rows}
-    assert all(by_id[i]["split"] == "train" for i in picked[FEID])
-    assert all(by_id[i]["split"] == "test" for i in picked[FEAB])
-    counts = Counter(EXPRESSIONS[by_id[i]["expression"]] for i in picked[FEID])
+    assert all(by_id[i]["split"] == "train" for i in picked[FEID_SPLIT])
+    assert all(by_id[i]["split"] == "test" for i in picked[FEAB_SPLIT])
+    counts = Counter(EXPRESSIONS[by_id[i]["expression"]] for i in picked[FEID_SPLIT])
     # fear gives all 3; the other 17 are shared 6/6/5, the remainder going to the lower class index first
     assert counts == {"fear": 3, "neutral": 6, "disgust": 6, "happiness": 5}
     assert selection.water_fill({"a": 1, "b": 100}, 10) == {"a": 1, "b": 9}
@@ -162,12 +162,12 @@ def test_affwild2_prefers_frames_with_more_levels_and_keeps_videos_apart():
     rows = _affwild2_table()
     picked = selection.select_multilevel_frames(rows, (8, 6), seed=0, min_gap=5)
     by_id = {r["sample_id"]: r for r in rows}
-    assert all(by_id[i]["valence"] is not None for i in picked[FEID])  # 3-level frames exist for all 8
-    assert all(by_id[i]["split"] == "train" for i in picked[FEID])
-    assert all(by_id[i]["split"] == "validation" for i in picked[FEAB])
-    assert not {by_id[i]["subject"] for i in picked[FEID]} & {"shared_left"}  # same scene as a FEAB video
+    assert all(by_id[i]["valence"] is not None for i in picked[FEID_SPLIT])  # 3-level frames exist for all 8
+    assert all(by_id[i]["split"] == "train" for i in picked[FEID_SPLIT])
+    assert all(by_id[i]["split"] == "validation" for i in picked[FEAB_SPLIT])
+    assert not {by_id[i]["subject"] for i in picked[FEID_SPLIT]} & {"shared_left"}  # same scene as a FEAB video
     picked = selection.select_multilevel_frames(rows, (100, 0), seed=0, min_gap=5)
-    levels = [by_id[i]["valence"] is not None for i in picked[FEID]]
+    levels = [by_id[i]["valence"] is not None for i in picked[FEID_SPLIT]]
     assert levels == sorted(levels, reverse=True)  # all multi-level frames come first
 
 
@@ -179,11 +179,17 @@ def test_ckplus_is_exactly_the_shipped_split_at_the_peak_frame():
         _row("ckplus/S998/001/S998_001_00000001"),
     ]
     picked = selection.select_ckplus(rows, split)
-    assert picked == {FEID: ["ckplus/S005/001/S005_001_00000011"], FEAB: ["ckplus/S022/005/S022_005_00000012"]}
+    assert picked == {
+        FEID_SPLIT: ["ckplus/S005/001/S005_001_00000011"],
+        FEAB_SPLIT: ["ckplus/S022/005/S022_005_00000012"],
+    }
 
 
 def test_manifest_file_round_trip_and_clear_errors(tmp_path):
-    manifest = [ManifestEntry("rafdb/test_0001", FEAB, "rafdb"), ManifestEntry("rafdb/train_00001", FEID, "rafdb")]
+    manifest = [
+        ManifestEntry("rafdb/test_0001", FEAB_SPLIT, "rafdb"),
+        ManifestEntry("rafdb/train_00001", FEID_SPLIT, "rafdb"),
+    ]
     path = feid.write_manifest(manifest, tmp_path / "m.csv")
     assert path.read_text().splitlines()[0] == "sample_id,split,source"
     assert feid.read_manifest(path) == selection.sort_manifest(manifest)
@@ -202,13 +208,6 @@ def test_manifest_file_round_trip_and_clear_errors(tmp_path):
 SMALL = {"min_frame_gap": {"disfa": 3, "bp4d": 2, "affwild2": 2}}
 
 
-@pytest.fixture(scope="module")
-def corpora_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpora") / "ROOT"
-    write_corpora(root, seed=0, small=True)
-    return root
-
-
 def _ids(ds):
     return list(ds["sample_id"])
 
@@ -224,9 +223,9 @@ def test_feid_and_feab_load_through_load_dataset(corpora_root):
                     for split, d in (("train", train), ("test", test))}  # fmt: skip
         assert subjects["train"] and subjects["test"] and not subjects["train"] & subjects["test"], source
     # The same manifest as the library computes, in the same order.
-    splits, manifest = feid.build(corpora_root, params=SelectionParams.from_dict(SMALL))
-    assert _ids(train) == [e.sample_id for e in manifest if e.split == FEID] == _ids(splits[FEID])
-    assert _ids(test) == [e.sample_id for e in manifest if e.split == FEAB]
+    splits, manifest, _ = feid.build(corpora_root, params=SelectionParams.from_dict(SMALL))
+    assert _ids(train) == [e.sample_id for e in manifest if e.split == FEID_SPLIT] == _ids(splits[FEID_SPLIT])
+    assert _ids(test) == [e.sample_id for e in manifest if e.split == FEAB_SPLIT]
     # Cached: the second call builds nothing and returns the same rows.
     again = datasets.load_dataset("feid", data_dir=str(corpora_root), split="train", selection=SMALL)
     assert again.cache_files == train.cache_files
@@ -236,9 +235,9 @@ def test_per_source_config_user_manifest_and_explicit_paths(corpora_root, tmp_pa
     rafdb = datasets.load_dataset("feid", "rafdb", data_dir=str(corpora_root), split="train", selection=SMALL)
     assert set(rafdb["source"]) == {"rafdb"} and len(rafdb) == 14
     manifest = [
-        ManifestEntry("rafdb/train_00003", FEID, "rafdb"),
-        ManifestEntry("rafdb/train_00001", FEID, "rafdb"),
-        ManifestEntry("rafdb/test_0002", FEAB, "rafdb"),
+        ManifestEntry("rafdb/train_00003", FEID_SPLIT, "rafdb"),
+        ManifestEntry("rafdb/train_00001", FEID_SPLIT, "rafdb"),
+        ManifestEntry("rafdb/test_0002", FEAB_SPLIT, "rafdb"),
     ]
     path = feid.write_manifest(manifest, tmp_path / "manifest.csv")
     mine = datasets.load_dataset("feid", data_dir=str(corpora_root), split="train", manifest=str(path))
@@ -255,7 +254,7 @@ def test_partial_root_builds_what_it_has_with_a_warning(tmp_path, caplog):
     root = tmp_path / "partial"
     write_corpora(root, corpora=("ckplus", "rafdb"))
     (root / "RAF-DB").rename(root / "raf_db")  # names are matched ignoring case, '-' and '_'
-    with caplog.at_level(logging.WARNING, logger="seke_hf.sources"):
+    with caplog.at_level(logging.WARNING, logger="seke_hf.corpus_roots"):
         train = datasets.load_dataset("feid", data_dir=str(root), split="train")
     assert set(train["source"]) == {"ckplus", "rafdb"}
     assert "2 of 6 corpora" in caplog.text and "AffectNet, DISFA, BP4D, Aff-Wild2" in caplog.text
@@ -275,28 +274,36 @@ def _build_cli(argv):
 
 
 def test_build_cli_end_to_end_with_a_simulated_model(corpora_root, tmp_path, capsys):
-    splits, _ = feid.build(corpora_root, params=SelectionParams.from_dict(SMALL))
+    splits = feid.build(corpora_root, params=SelectionParams.from_dict(SMALL)).datasets
     truth = truth_from_dataset(datasets.concatenate_datasets(list(splits.values())))
     out = tmp_path / "build"
     with SimulatedVLLM(truth=truth) as server:
         common = ["--corpora-root", str(corpora_root), "--base-url", server.base_url, "--limit", "12",
-                  "--max-samples", "6", "--no-progress", "--selection", json.dumps(SMALL),
-                  "--prices", "gpt-4o"]  # fmt: skip
+                  "--max-samples", "6", "--selection", json.dumps(SMALL), "--prices", "gpt-4o"]  # fmt: skip
         assert _build_cli([*common, "--out", str(out)]) == 0
         requests = server.stats()["requests"]
         # The same build again, as an annotations-only release: every answer comes from the request cache.
         assert _build_cli([*common, "--out", str(tmp_path / "again"), "--release", "annotations"]) == 0
         assert server.stats()["requests"] == requests
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    # One line per stage with its counts, instead of the progress bars of `datasets`.
+    for stage in ("labels read: ", "rows selected: FEID 12, FEAB 12", "images read: ", "rows annotated: 24",
+                  "shards written: "):  # fmt: skip
+        assert stage in captured.err, stage
+    assert "Generating" not in captured.err and "Creating parquet" not in captured.err
     assert "FEID: 12 rows" in printed and "FEAB: 12 rows" in printed and "estimated cost $" in printed
 
     summary = json.loads((out / "summary.json").read_text())
+    report = json.loads((out / "manifest_report.json").read_text())
+    assert report["images_read"] >= 24 and set(report["labels"]) == set(seke_hf.CORPORA)
+    assert summary["images"]["read"] == report["images_read"]
     assert summary["usage"]["requests"] > 0 and summary["usage"]["tokens"]["prompt"] > 0
     assert set(summary["datasets"]["feid"]["per_source"]) == set(seke_hf.CORPORA)  # --limit spreads over sources
     manifest = feid.read_manifest(out / "manifest.csv")
     feid_rows = datasets.load_from_disk(str(out / "arrow" / "feid"))["train"]
     feab_rows = datasets.load_from_disk(str(out / "arrow" / "feab"))["test"]
-    assert sorted(feid_rows["sample_id"]) == sorted(e.sample_id for e in manifest if e.split == FEID)
+    assert sorted(feid_rows["sample_id"]) == sorted(e.sample_id for e in manifest if e.split == FEID_SPLIT)
     assert {"messages", "images", "provenance", "status"} <= set(feid_rows.column_names)
     assert {"image", "provenance", "status"} <= set(feab_rows.column_names) and "messages" not in feab_rows.column_names
     hub = datasets.load_dataset(str(out / "hub" / "feid"), "all", split="train")

@@ -143,7 +143,7 @@ def stage(tmp_path_factory) -> Iterator[Stage]:
     shown = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert shown.returncode == 0, shown.stderr[-3000:]
     corpora = demo / "corpora"
-    human, _ = feid.build(corpora)
+    human = feid.build(corpora, progress=lambda line: None).datasets
     truth = truth_from_dataset(datasets.concatenate_datasets([human["train"], human["test"]]))
     truth.save(root / "truth.jsonl")
     hub = shared_server()

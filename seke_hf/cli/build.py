@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-
-import datasets
+from typing import Any
 
 from seke_hf.cli import CLIError
+from seke_hf.cli.stages import print_stage, quiet_datasets
 from seke_hf.cli.svuamc_options import add_svuamc_arguments, annotator_from_args, report_failed_rows
 from seke_hf.corpora import CORPORA
 from seke_hf.selection import SelectionParams
@@ -50,23 +50,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--release", choices=("full", "annotations"), default="full",
                    help="hub/ layout with images (local use) or annotations only (publishable)")  # fmt: skip
     p.add_argument("--repo-id", default=None, help="Hub id shown in the cards' examples, e.g. org/feid")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show the progress bars of datasets and of the model requests")  # fmt: skip
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress line at all")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from seke_hf.pipeline import build_datasets, render_summary
 
-    if not args.progress:
-        datasets.disable_progress_bars()
     sources = tuple(s.strip() for s in args.corpora.split(",") if s.strip())
     unknown = set(sources) - set(CORPORA)
     if unknown:
         raise CLIError(f"unknown corpora {sorted(unknown)}; expected some of {', '.join(CORPORA)}")
-    result = build_datasets(
+    # The annotator's own progress bar only with --verbose: the stage lines say what it did.
+    bars = argparse.Namespace(**{**vars(args), "progress": args.verbose and args.progress})
+    annotator = annotator_from_args(bars) if args.annotate else None
+    with quiet_datasets(args.verbose and args.progress):
+        result = _build(args, build_datasets, annotator, sources)
+    print(render_summary(result.summary, result.out))
+    _report_failures(result.summary, args.allow_failures)
+    return 0
+
+
+def _build(args: argparse.Namespace, build_datasets: Any, annotator: Any, sources: tuple[str, ...]) -> Any:
+    return build_datasets(
         args.corpora_root,
         args.out,
-        annotator=annotator_from_args(args) if args.annotate else None,
+        annotator=annotator,
         sources=sources,
         paths=_corpus_paths(args.corpus_path),
         manifest=args.manifest,
@@ -77,10 +88,8 @@ def run(args: argparse.Namespace) -> int:
         release=args.release,
         repo_id=args.repo_id,
         seed=args.seed,
+        progress=print_stage if args.progress else lambda line: None,
     )
-    print(render_summary(result.summary, result.out))
-    _report_failures(result.summary, args.allow_failures)
-    return 0
 
 
 def _report_failures(summary: dict, allow: bool) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-import datasets
+from seke_hf.cli.stages import print_stage, quiet_datasets
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--small", action="store_true", help="a few faces per corpus (about 10 s instead of 30 s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--port", type=int, default=None, help="simulator port (default 8737; the cache is keyed by it)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show the progress bars of datasets and of the model requests")  # fmt: skip
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress line at all")
     p.set_defaults(func=run)
 
 
@@ -35,10 +37,12 @@ def run(args: argparse.Namespace) -> int:
     from seke_hf.demo import run_demo
     from seke_hf.pipeline import render_summary
 
-    if not args.progress:
-        datasets.disable_progress_bars()
     options = {} if args.port is None else {"port": args.port}
-    result = run_demo(args.out, seed=args.seed, small=args.small, progress=args.progress, **options)
+    with quiet_datasets(args.verbose and args.progress):
+        result = run_demo(
+            args.out, seed=args.seed, small=args.small, progress=args.verbose and args.progress,
+            stages=print_stage if args.progress else None, **options,
+        )  # fmt: skip
     stats = result.server_stats
     print()
     print(render_summary(result.summary, result.out / "build"))
@@ -50,7 +54,24 @@ def run(args: argparse.Namespace) -> int:
     )
     print("  read back with plain datasets: " + ", ".join(f"{k} {n} rows" for k, n in result.reloaded_rows.items()))
     print()
-    print(result.evaluation_markdown)
-    print(f"Report: {result.report_paths['markdown']}")
+    print(overall_rows(result.evaluation_markdown))
+    print(f"Full report (per corpus, per AU, plots): {result.report_paths['markdown']}")
     print("Next: run for real with `seke-hf build --corpora-root DIR --out DIR --model gpt-4o` (see README).")
     return 0
+
+
+def overall_rows(markdown: str) -> str:
+    """The evaluation's headings and the overall row of each table, so the demo's output fits on one screen."""
+    kept: list[str] = []
+    table: list[str] = []
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            kept += [line] if line.startswith("# ") else ["", line]
+        if not line.startswith("|"):
+            table = []
+        elif line.startswith("| overall "):
+            kept += [*table[:2], line]
+            table = table[:2]
+        else:
+            table.append(line)
+    return "\n".join(kept)

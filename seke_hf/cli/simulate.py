@@ -148,5 +148,5 @@ def _selected_rows(root: Path) -> Any:
 
     if not root.is_dir():
         raise CLIError(f"--corpora-root {str(root)!r} is not a folder")
-    splits, _ = feid.build(root)
+    splits = feid.build(root, progress=lambda line: None).datasets
     return datasets.concatenate_datasets(list(splits.values()))

@@ -27,6 +27,7 @@ from datasets.splits import SplitDict, SplitInfo
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from seke_hf import label_counts
 from seke_hf.columns import image_columns
 from seke_hf.publish.files import ConfigLayout
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS, NOT_ANNOTATED
@@ -225,7 +226,7 @@ def _corpora(sources: list[str]) -> list[dict[str, Any]]:
 def _counts(tables: Mapping[str, pa.Table]) -> list[dict[str, Any]]:
     per_source: dict[str, dict[str, int]] = {}
     for split, table in tables.items():
-        for source, n in Counter(table.column("source").to_pylist()).items():
+        for source, n in label_counts.per_source(table).items():
             per_source.setdefault(source, {})[split] = n
     names = {c["key"]: c["pretty_name"] for c in _corpora(list(per_source))}
     return [
@@ -292,22 +293,12 @@ def _aus(tables: Mapping[str, pa.Table]) -> list[dict[str, Any]]:
     return rows
 
 
-def _struct_values(tables: Mapping[str, pa.Table], column: str, level: str) -> list[Any]:
-    values: list[Any] = []
-    for table in tables.values():
-        if column in table.column_names:
-            struct = table.column(column).combine_chunks()
-            if level in [struct.type.field(i).name for i in range(struct.type.num_fields)]:
-                values += pc.struct_field(struct, level).to_pylist()
-    return values
-
-
 def _provenance(tables: Mapping[str, pa.Table]) -> list[dict[str, Any]] | None:
     if not any("provenance" in t.column_names for t in tables.values()):
         return None
     rows = []
     for level in LEVELS:
-        counts = Counter(_struct_values(tables, "provenance", level))
+        counts = label_counts.provenance(tables.values(), level)
         n = sum(counts.values())
         human, generated = counts.get("human", 0), counts.get("generated", 0)
         rows.append({
@@ -322,7 +313,7 @@ def _uncertainty(tables: Mapping[str, pa.Table]) -> list[dict[str, Any]] | None:
         return None
     rows = []
     for level in LEVELS:
-        values = sorted(v for v in _struct_values(tables, "uncertainty", level) if v is not None)
+        values = sorted(v for v in label_counts.struct_field(tables.values(), "uncertainty", level) if v is not None)
         if values:
             rows.append({
                 "level": level, "n": len(values), "mean": sum(values) / len(values),
@@ -338,31 +329,24 @@ def _quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
-def _column_values(tables: Mapping[str, pa.Table], column: str) -> list[Any] | None:
-    if not any(column in t.column_names for t in tables.values()):
-        return None
-    return [v for t in tables.values() if column in t.column_names for v in t.column(column).to_pylist()]
-
-
 def _status(tables: Mapping[str, pa.Table]) -> list[dict[str, Any]] | None:
-    values = _column_values(tables, "status")
-    if not values:
+    counts = label_counts.status(tables.values())
+    if not counts:
         return None
-    counts = Counter(v or "unknown" for v in values)
+    total = counts.total()
     order = ["accepted", "rejected", "failed"]
     keys = sorted(counts, key=lambda k: (order.index(k) if k in order else len(order), k))
-    return [{"status": k, "count": counts[k], "share": counts[k] / len(values)} for k in keys]
+    return [{"status": k, "count": counts[k], "share": counts[k] / total} for k in keys]
 
 
 def _reasons(tables: Mapping[str, pa.Table], top: int = 5) -> list[dict[str, Any]]:
-    reasons = _column_values(tables, "status_reason") or []
-    counts = Counter(r.strip() for r in reasons if r and r.strip())
+    counts = label_counts.reasons(tables.values())
     return [{"reason": reason, "count": n} for reason, n in counts.most_common(top)]
 
 
 def _effort(tables: Mapping[str, pa.Table]) -> dict[str, Any] | None:
-    samples = [v for v in _column_values(tables, "mc_samples") or [] if v is not None]
-    requests = [v for v in _column_values(tables, "requests") or [] if v is not None]
+    samples = [v for v in label_counts.column(tables.values(), "mc_samples") or [] if v is not None]
+    requests = [v for v in label_counts.column(tables.values(), "requests") or [] if v is not None]
     if not samples and not requests:
         return None
     return {

@@ -25,7 +25,8 @@ from seke_hf.columns import (
     dataset_from_arrays,
     file_columns,
 )
-from seke_hf.sources import find_corpus_dirs, load_source
+from seke_hf.corpora import load_source
+from seke_hf.corpus_roots import find_corpus_dirs
 
 logger = logging.getLogger("seke_hf.release")
 
@@ -75,7 +76,7 @@ def attach_images(
 ) -> D | tuple[D, AttachReport]:
     """Put the images back from your licensed copies under `root` (or explicit per-corpus `paths`).
 
-    Each source corpus is read through its own builder and config (`configs`, default `sources.DEFAULT_CONFIGS`,
+    Each source corpus is read through its own builder and config (`configs`, default `corpora.DEFAULT_CONFIGS`,
     which FEID/FEAB use), so restored rows are byte-identical to the originals. Ids that cannot be found are
     dropped (`on_missing="drop"`), kept with a null image (`"keep"`) or raise `ImagesNotFound` (`"raise"`); a report
     naming them is logged either way, and returned with `return_report=True`. `columns` says what to restore:

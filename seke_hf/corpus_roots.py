@@ -1,4 +1,4 @@
-"""The corpora under one folder: find each by its usual folder name and load it in the unified schema.
+"""The corpora under one ROOT folder: find each by its usual folder name, and say which are not there.
 
 FEID/FEAB, `attach_images` and `seke-hf build` start from a ROOT holding the user's licensed copies side by side
 (`CK+`, `RAF-DB`, `AffectNet`, `DISFA`, `BP4D`, `Aff-Wild2`). Copies arrive with their names spelled in many ways,
@@ -14,11 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import datasets
+from seke_hf.corpora import CORPORA
 
-from seke_hf.corpora import CORPORA, load_corpus
-
-logger = logging.getLogger("seke_hf.sources")
+logger = logging.getLogger("seke_hf.corpus_roots")
 
 FOLDER_NAMES: dict[str, tuple[str, ...]] = {
     "ckplus": ("CK+", "CKPlus", "CK_Plus", "Cohn-Kanade+", "extended-cohn-kanade"),
@@ -29,17 +27,6 @@ FOLDER_NAMES: dict[str, tuple[str, ...]] = {
     "affwild2": ("Aff-Wild2", "AffWild2", "Aff-Wild-2"),
 }
 """Source -> folder names it is usually unpacked under (compared by `_folder_key`)."""
-
-DEFAULT_CONFIGS: dict[str, str | None] = {
-    "ckplus": "peak",  # one peak frame per labelled sequence, split as SEKE's release (ckplus_feid_split.csv)
-    "rafdb": "aligned",
-    "affectnet": None,
-    "disfa": None,
-    "bp4d": None,
-    "affwild2": None,
-}
-"""The corpus builder config FEID/FEAB read each source through (None = that builder's default)."""
-
 
 def _folder_key(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", name).lower()
@@ -91,18 +78,6 @@ def warn_missing(found: Mapping[str, Any], wanted: tuple[str, ...] = CORPORA, wh
             have,
             ", ".join(FOLDER_NAMES[s][0] for s in missing),
         )
-
-
-def load_source(
-    source: str,
-    data_dir: str | os.PathLike,
-    config: str | None = None,
-    cache_dir: str | None = None,
-    **kwargs: Any,
-) -> datasets.DatasetDict:
-    """All splits of one corpus in the unified schema, through its builder (so `datasets` caches it)."""
-    config = config if config is not None else DEFAULT_CONFIGS.get(source)
-    return load_corpus(source, data_dir, config=config, cache_dir=cache_dir, **kwargs)
 
 
 def _usual_names() -> str:
