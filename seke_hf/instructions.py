@@ -123,7 +123,7 @@ def conversation(pairs: Sequence[tuple[str, str, str]], style: Style = "placehol
             messages.append({"role": "user", "content": f"{IMAGE_PLACEHOLDER}{q}" if i == 0 else q})
             messages.append({"role": "assistant", "content": a})
         elif style == "typed":
-            blocks = [{"type": "image", "text": None}] if i == 0 else []
+            blocks = [{"type": "image"}] if i == 0 else []
             messages.append({"role": "user", "content": [*blocks, {"type": "text", "text": q}]})
             messages.append({"role": "assistant", "content": [{"type": "text", "text": a}]})
         else:
@@ -178,8 +178,12 @@ def to_chat(
     """Add `messages` and `images` (the face, in a list) to `ds`; rows with nothing answerable are left out.
 
     `style="placeholder"`: string contents with `<image>` in the first user turn (LLaMA-Factory, ms-swift).
-    `style="typed"`: TRL's content blocks (`{"type": "image"}` / `{"type": "text", "text": ...}`).
-    The label columns stay; the `image` column is dropped unless `keep_image` (it would store every face twice).
+    `style="typed"`: TRL's content blocks, `{"type": "image"}` then `{"type": "text", "text": ...}` in the first
+    user turn, as TRL's `prepare_multimodal_messages` makes them. Arrow stores a list of blocks as one struct type,
+    so a block read back has both fields: the image block is `{"type": "image", "text": None}`, as in TRL's own
+    example dataset (HuggingFaceH4/llava-instruct-mix-vsft); chat templates pick blocks by `type`.
+    The face moves from `image` to `images` (a one-item list, what TRL, LLaMA-Factory and ms-swift read); the label
+    columns stay; `image` is dropped unless `keep_image` (it would store every face twice).
     """
     if isinstance(ds, datasets.DatasetDict):
         options = {"seed": seed, "levels": levels, "style": style, "with_description": with_description}

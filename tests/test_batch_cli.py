@@ -55,6 +55,8 @@ def common(server: SimulatedVLLM, corpora_root, cache) -> list[str]:
         str(corpora_root),
         "--base-url",
         server.base_url,
+        "--prices",
+        "gpt-4o",  # a local server has no list prices: the estimate and the budget are priced as GPT-4o
         "--limit",
         "6",
         "--min-samples",

@@ -514,9 +514,9 @@ class SVUAMCAnnotator:
 
         results = await asyncio.gather(*(one(row) for row in rows))
         if progress is not None:
-            t = self.backend.tally
+            t, prices = self.backend.tally, self.backend.prices
             progress.set_postfix(
-                requests=t.requests, cached=t.cache_hits, cost=f"${t.cost(self.backend.prices):.4f}", refresh=True
+                requests=t.requests, cached=t.cache_hits, cost=prices.format(t.cost(prices), 4), refresh=True
             )
         return results
 
@@ -760,8 +760,10 @@ def _agreeing_descriptions(
 
 
 def _overhead(completion: Completion, choices: int, prices: Prices) -> float:
-    """The request's prompt cost in units of one choice's completion cost, from its observed token usage."""
+    """The request's prompt cost in units of one choice's completion cost, from its observed token usage (at GPT-4o
+    list prices where the annotator's prices are unknown: only their ratio matters)."""
     usage = completion.usage
+    prices = prices if prices.known else Prices()
     return svuamc.request_overhead(
         prices.cost(usage.prompt_tokens, usage.cached_tokens, 0), prices.cost(0, 0, usage.completion_tokens), choices
     )

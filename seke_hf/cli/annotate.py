@@ -3,7 +3,7 @@
     seke-hf annotate --data imagefolder:faces/ --out annotated/ --model gpt-4o
     seke-hf annotate --data saved_rafdb/ --out rafdb_feid/ --base-url http://127.0.0.1:8000/v1 --max-samples 8
     seke-hf annotate --data org/faces --split train --out faces_annotated/
-    seke-hf annotate --data rafdb --data-dir /data/RAF-DB --config basic --out rafdb_annotated/
+    seke-hf annotate --data rafdb --data-dir /data/RAF-DB --config original --out rafdb_annotated/
     seke-hf annotate --data faces/ --out s3://lab/faces-annotated --engine ray --address auto --workers 16
 
 With --engine ray, Ray actors annotate (pip install "seke-hf[ray]"; see seke_hf.scale) and --out receives Parquet
@@ -20,6 +20,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import datasets
 
@@ -59,7 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="annotate in this process or on Ray")
     p.add_argument("--address", default=None, help="Ray cluster to join (auto: this machine's); default: start one")
     p.add_argument("--workers", type=int, default=2, help="Ray actors, each with --max-concurrency requests in flight")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars (neither ours nor those of datasets' map and save)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -97,6 +99,8 @@ def load_data(
 
 def run(args: argparse.Namespace) -> int:
     started = time.time()
+    if not args.progress:
+        datasets.disable_progress_bars()
     data = load_data(args.data, args.split, config=args.config, data_dir=args.data_dir)
     annotator = annotator_from_args(args, image_column=args.image_column)
     if args.engine == "ray":
@@ -124,9 +128,8 @@ def run(args: argparse.Namespace) -> int:
     except BatchPending as pending:
         annotator.close()
         return report_pending("annotate", pending)
-    fetched = annotator.backend.fetched_since(started)  # every process's answers, num_proc workers included
-    fetched.cache_hits = max(sum(sum(ds["requests"]) for ds in out.values()) - fetched.requests, 0)
-    logger.info("usage: %s", annotator.backend.summary(fetched))
+    workers = args.workers if args.engine == "ray" else args.num_proc if (args.num_proc or 0) > 1 else 0
+    logger.info("usage: %s", usage_line(annotator, out, started, workers))
     if args.max_cost is not None or annotator.runtime.batch is not None:
         logger.info("budget: %s", annotator.budget.summary())
     annotator.close()
@@ -139,6 +142,21 @@ def run(args: argparse.Namespace) -> int:
     allow = args.allow_failures or args.max_cost is not None
     report_failed_rows("annotate", statuses["failed"], statuses.total(), allow)
     return 0
+
+
+def usage_line(annotator: Any, out: datasets.DatasetDict, started: float, workers: int = 0) -> str:
+    """What this run sent, counted as it was sent (retries and failures included), or, when `datasets` returned
+    every split from its cache of an earlier identical run, that no request was made at all. When `workers` other
+    processes asked (num_proc workers, Ray actors), their answers are read back from the shared request cache."""
+    backend = annotator.backend
+    if workers:
+        fetched = backend.fetched_since(started)
+        fetched.cache_hits = max(sum(sum(ds["requests"]) for ds in out.values()) - fetched.requests, 0)
+        return backend.summary(fetched) + f" (answers of {workers} processes; their retries are not counted)"
+    tally = backend.tally
+    if tally.requests == tally.cache_hits == tally.reused == 0 and any(len(ds) for ds in out.values()):
+        return "no request: datasets returned the annotated rows from its cache of an identical earlier run"
+    return backend.summary(tally)
 
 
 REPORTED = ["status", "provenance", "mc_samples", "requests"]

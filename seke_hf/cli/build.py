@@ -123,7 +123,10 @@ def _estimate(args: argparse.Namespace, sources: tuple[str, ...]) -> int:
             params=_selection_params(args),
         )
     parts = {kind: selected.datasets[split] for kind, split in KINDS.items()}
-    print(estimate_cost(annotator_from_args(args), parts, rows=args.estimate, batch_size=args.batch_size).render())
+    annotator = annotator_from_args(args)
+    if not annotator.prices.known:
+        raise CLIError("--estimate needs prices for this endpoint: give --prices NAME or --price-input/-output")
+    print(estimate_cost(annotator, parts, rows=args.estimate, batch_size=args.batch_size).render())
     return 0
 
 

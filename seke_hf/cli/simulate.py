@@ -15,6 +15,8 @@ examples:
   seke-hf simulate --truth truth.jsonl --port 8000 --latency 0.2 --rate-limit 0.02
   # rehearse on a model that is a weak AU detector (see seke_hf.simulate.noise.PROFILES)
   seke-hf simulate --truth truth.jsonl --port 8000 --profile ambivalent-aus
+  # every face a `seke-hf build --corpora-root /data/faces` will ask about, for a dry run of the whole build
+  seke-hf simulate --corpora-root /data/faces --port 8000
   # then point any OpenAI client at http://127.0.0.1:8000/v1 and read http://127.0.0.1:8000/stats
 """
 
@@ -34,6 +36,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     source.add_argument("--corpus", help="build the truth from this corpus (ckplus, rafdb, ...)")
     source.add_argument("--data-dir", type=Path, help="folder of the corpus given with --corpus")
     source.add_argument("--split", default=None, help="split of --corpus to use (default: all splits)")
+    source.add_argument(
+        "--corpora-root",
+        type=Path,
+        help="the faces FEID and FEAB select from the corpora under this folder (what `seke-hf build "
+        "--corpora-root` asks about, with the default selection)",
+    )
     parser.add_argument("--save-truth", type=Path, help="write the truth table to this JSONL file")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
@@ -79,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     if args.profile not in PROFILES:
         raise CLIError(f"--profile {args.profile!r}: expected one of {', '.join(PROFILES)}")
     noise = dict(_noise_setting(text) for text in args.noise)
+    given = [name for name in ("truth", "corpus", "corpora_root") if getattr(args, name) is not None]
+    if len(given) != 1:
+        raise CLIError("give the truth, one of: --truth truth.jsonl, --corpus NAME --data-dir DIR, --corpora-root DIR")
     if args.truth is not None:
         truth = TruthTable.load(args.truth)
     elif args.corpus is not None:
@@ -86,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError("--corpus needs --data-dir (the folder of your copy of the corpus)")
         truth = truth_from_dataset(_rows(args.corpus, args.data_dir, args.split))
     else:
-        raise CLIError("give the truth: --truth truth.jsonl, or --corpus NAME --data-dir DIR")
+        truth = truth_from_dataset(_selected_rows(args.corpora_root), seed=args.seed)
     if args.save_truth is not None:
         truth.save(args.save_truth)
         print(f"wrote {len(truth)} truth entries to {args.save_truth}", flush=True)
@@ -145,3 +156,15 @@ def _rows(corpus: str, data_dir: Path, split: str | None) -> Any:
     if isinstance(loaded, datasets.DatasetDict):
         return datasets.concatenate_datasets(list(loaded.values()))
     return loaded
+
+
+def _selected_rows(root: Path) -> Any:
+    """FEID and FEAB with their human labels, as the default selection takes them from the corpora under `root`."""
+    import datasets
+
+    from seke_hf import feid
+
+    if not root.is_dir():
+        raise CLIError(f"--corpora-root {str(root)!r} is not a folder")
+    splits = feid.build(root, progress=lambda line: None).datasets
+    return datasets.concatenate_datasets(list(splits.values()))

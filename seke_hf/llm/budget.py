@@ -79,6 +79,11 @@ class Budget:
     def __init__(self, max_cost: float | None, prices: Prices, *, spent: float = 0.0, model: CostModel | None = None):
         if max_cost is not None and max_cost < 0:
             raise ValueError(f"max_cost must be >= 0, got {max_cost}")
+        self.priced = prices.known
+        if not self.priced:
+            if max_cost is not None:
+                raise ValueError("max_cost needs prices: pass prices=Prices(...) (CLI: --prices)")
+            prices = Prices(0.0, 0.0, 0.0, name=prices.name)  # spend is counted in tokens only: nothing to price
         self.max_cost = max_cost
         self.prices = prices
         self.spent = spent
@@ -125,7 +130,7 @@ class Budget:
     def summary(self) -> str:
         cap = "no cap" if self.max_cost is None else f"max_cost ${self.max_cost:.2f}"
         refused = f", {self.refused} requests refused" if self.refused else ""
-        return f"spent ${self.spent:.4f} ({cap}{refused})"
+        return f"spent {f'${self.spent:.4f}' if self.priced else 'not priced'} ({cap}{refused})"
 
 
 def estimate_prompt_tokens(request: Request) -> int:

@@ -258,7 +258,8 @@ class ChatBackend:
             f"{t.requests} requests sent ({t.choices} choices, {t.retries} retries, {t.failures} failed), "
             f"{t.cache_hits} answered from cache; tokens: {t.usage.prompt_tokens} prompt "
             f"({t.usage.cached_tokens} cached by the provider), {t.usage.completion_tokens} completion; "
-            f"estimated cost ${t.cost(self.prices):.4f}"
+            f"estimated cost {self.prices.format(t.cost(self.prices), 4)}"
+            + (f" at {self.prices.describe()}" if self.prices.known else "")
         )
 
     # -- fallbacks -------------------------------------------------------------------------------------------------
