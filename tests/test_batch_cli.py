@@ -45,7 +45,7 @@ def corpora_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def truth(corpora_root):
-    splits, _ = feid.build(corpora_root, params=SelectionParams.from_dict(SMALL))
+    splits = feid.build(corpora_root, params=SelectionParams.from_dict(SMALL)).datasets
     return truth_from_dataset(datasets.concatenate_datasets(list(splits.values())))
 
 

@@ -58,8 +58,9 @@ def test_truncated_answers_are_failures_to_retry_never_cached_verdicts(full, par
 def test_a_few_truncated_choices_cost_a_choice_not_the_row(full, partial, tmp_path):
     with SimulatedVLLM(truth=full) as server:
         server.inject("truncate", 2)
-        out = annotate(server, partial.select(range(3)), tmp_path / "cache")
-    assert out["status"] == ["accepted"] * 3, out["status_reason"]
+        # votes only: a single-choice (greedy) answer cut short is a whole answer cut short, a failure to retry
+        out = annotate(server, partial.select(range(3)), tmp_path / "cache", verify=False)
+    assert "failed" not in out["status"], out["status_reason"]
 
 
 # -- 6. a read-only cache ------------------------------------------------------------------------------------------

@@ -142,9 +142,9 @@ def test_an_evaluation_cached_before_the_move_replays_to_the_same_predictions(tm
 
 
 def test_the_annotator_keeps_its_pinned_fingerprint(monkeypatch):
-    """Pinned at SV-UAMC 2 / prompts 3 (issue 14 changed the outputs on purpose; before: f709657f2fdf89b3)."""
+    """Pinned at SV-UAMC 2 / prompts 3, named `Prices` (issue 14 changed outputs; before: f709657f2fdf89b3)."""
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    assert Hasher.hash(SVUAMCAnnotator()) == "7472bb884b864846"
+    assert Hasher.hash(SVUAMCAnnotator()) == "fdc12345e2097dc1"
     custom = SVUAMCAnnotator(model="m", base_url="http://127.0.0.1:1/v1", min_samples=2, max_samples=6,
                              temperature=0.7, seed=3, api_key="k", max_concurrency=4)  # fmt: skip
-    assert Hasher.hash(custom) == "43c94f75596a34d4"
+    assert Hasher.hash(custom) == "ca1f0b172187709a"
