@@ -1,0 +1,85 @@
+"""A corpus on object storage loads like its local copy: `load_dataset("rafdb", data_dir="s3://...")` against moto's
+S3 server on 127.0.0.1 (the `s3` fixture), read through s3fs object by object."""
+
+from __future__ import annotations
+
+import datasets
+import pytest
+import s3fs
+from s3_server import FAKE_SECRET
+
+import seke_hf  # noqa: F401  (routes the corpus names in load_dataset)
+from seke_hf.loading_scripts.raw_files import CorpusLayoutError
+from seke_hf.synthetic.rafdb import write_rafdb
+
+
+@pytest.fixture
+def object_reads(monkeypatch):
+    """Keys of the objects whose bytes s3fs fetched (a pass-through spy on its two read paths)."""
+    keys: list[str] = []
+    cat_file, open_file = s3fs.S3FileSystem._cat_file, s3fs.S3FileSystem._open
+
+    async def counting_cat_file(self, path, *args, **kwargs):
+        keys.append(path)
+        return await cat_file(self, path, *args, **kwargs)
+
+    def counting_open(self, path, *args, **kwargs):
+        keys.append(path)
+        return open_file(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_cat_file", counting_cat_file)
+    monkeypatch.setattr(s3fs.S3FileSystem, "_open", counting_open)
+    return keys
+
+
+def rows(dataset: datasets.DatasetDict) -> dict[str, list[tuple]]:
+    return {
+        split: sorted((r["sample_id"], r["expression"], r["image"]["bytes"]) for r in ds.cast_column(
+            "image", datasets.Image(decode=False)
+        ))
+        for split, ds in dataset.items()
+    }
+
+
+def upload(s3, local_root, prefix: str) -> str:
+    bucket = s3.bucket()
+    s3.filesystem().put(f"{local_root}/", f"{bucket}/{prefix}", recursive=True)
+    return f"s3://{bucket}/{prefix}"
+
+
+def test_a_corpus_on_s3_loads_the_rows_of_its_local_copy_and_reloads_from_the_cache(s3, tmp_path, object_reads):
+    write_rafdb(tmp_path / "RAF-DB", seed=3)
+    url = upload(s3, tmp_path / "RAF-DB", "RAF-DB")
+
+    local = datasets.load_dataset("rafdb", data_dir=str(tmp_path / "RAF-DB"), cache_dir=str(tmp_path / "local"))
+    remote = datasets.load_dataset("rafdb", data_dir=url, cache_dir=str(tmp_path / "remote"))
+    assert rows(remote) == rows(local)
+    assert sum(len(ds) for ds in remote.values()) == 21
+    assert sum("/Image/aligned/" in key for key in object_reads) == 21  # each image read once, one object at a time
+
+    object_reads.clear()
+    again = datasets.load_dataset("rafdb", data_dir=url, cache_dir=str(tmp_path / "remote"))
+    assert rows(again) == rows(local)
+    assert object_reads == []  # served from the datasets cache: the fingerprint came from listings alone
+
+
+def test_a_changed_object_rebuilds_the_cache(s3, tmp_path):
+    write_rafdb(tmp_path / "RAF-DB", seed=3)
+    url = upload(s3, tmp_path / "RAF-DB", "RAF-DB")
+    first = datasets.load_dataset("rafdb", data_dir=url, cache_dir=str(tmp_path / "cache"))
+    label_key = f"{url.removeprefix('s3://')}/basic/EmoLabel/list_patition_label.txt"
+    lines = s3.filesystem().cat_file(label_key).decode().splitlines()
+    s3.filesystem().pipe_file(label_key, ("\n".join(lines[:-1]) + "\n").encode())  # drop the last test image's line
+
+    second = datasets.load_dataset("rafdb", data_dir=url, cache_dir=str(tmp_path / "cache"))
+    assert len(second["test"]) == len(first["test"]) - 1
+
+
+def test_a_missing_label_file_on_s3_is_named_without_credentials(s3, tmp_path):
+    write_rafdb(tmp_path / "RAF-DB", seed=3)
+    (tmp_path / "RAF-DB" / "basic" / "EmoLabel" / "list_patition_label.txt").unlink()
+    url = upload(s3, tmp_path / "RAF-DB", "RAF-DB")
+
+    with pytest.raises(CorpusLayoutError, match=r"EmoLabel/list_patition_label\.txt") as error:
+        datasets.load_dataset("rafdb", data_dir=url, cache_dir=str(tmp_path / "cache"))
+    assert url in str(error.value) and FAKE_SECRET not in str(error.value)
