@@ -86,6 +86,13 @@ def _remote_entries(folder: RemotePath) -> list:
     return [e for e in folder.entries() if not is_junk(e.name)]
 
 
+def file_names(folder: str | os.PathLike) -> list[str]:
+    """`os.listdir(folder)`: every entry name, litter included, unsorted; one listing for a remote folder."""
+    if isinstance(folder, RemotePath) or is_url(folder):
+        return [e.name for e in local_path(folder).entries()]  # type: ignore[union-attr]
+    return os.listdir(folder)
+
+
 def find_root(data_dir: str | os.PathLike, markers: Iterable[str], max_depth: int = 3) -> Path | None:
     """The folder at or below `data_dir` (breadth-first, litter skipped) that contains one of the `markers`.
 
@@ -134,7 +141,7 @@ def text_encoding(path: str | os.PathLike) -> str:
     Windows tools save text as UTF-16 ("Unicode"); read as UTF-8, every line of such a file is garbled, so a whole
     corpus would be skipped line by line. Label files are ASCII at heart, which makes the NUL pattern decisive.
     """
-    with _open_binary(path) as f:
+    with open_binary(path) as f:
         head = f.read(4096)
     for bom, encoding in _BOMS:
         if head.startswith(bom):
@@ -158,12 +165,12 @@ def text_encoding(path: str | os.PathLike) -> str:
 def open_text(path: str | os.PathLike) -> IO[str]:
     """A label file opened for reading in its own encoding (`text_encoding`), CRLF read as LF."""
     if isinstance(path, RemotePath) or is_url(path):
-        return io.TextIOWrapper(_open_binary(path), encoding=text_encoding(path), errors="replace")
+        return io.TextIOWrapper(open_binary(path), encoding=text_encoding(path), errors="replace")
     return open(path, encoding=text_encoding(path), errors="replace")
 
 
-def _open_binary(path: str | os.PathLike) -> IO[bytes]:
-    """`open(path, "rb")`, buffered through fsspec for a remote file (`Skips` keeps label files as URL strings)."""
+def open_binary(path: str | os.PathLike) -> IO[bytes]:
+    """`open(path, "rb")`, buffered through fsspec for a remote file (paths travel as strings, URLs for those)."""
     if isinstance(path, RemotePath) or is_url(path):
         return local_path(path).open("rb")  # type: ignore[union-attr]
     return open(path, "rb")

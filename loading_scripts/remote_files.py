@@ -10,6 +10,7 @@ print: `str()` is the URL without credentials (`seke_hf.urls.public_url`).
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -119,6 +120,13 @@ class RemotePath:
             if info["name"].rstrip("/") != self.path
         ]
         return sorted(entries, key=lambda e: e.name)
+
+    def stat(self) -> os.stat_result:
+        """Size and modification time, as `Path.stat` gives them (mtime 0 where the store keeps none)."""
+        info = self.fs.info(self.path)
+        mtime = info.get("LastModified") or info.get("mtime") or 0
+        mtime_ns = int((mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime)) * 1e9)
+        return os.stat_result((0, 0, 0, 0, 0, 0, info.get("size") or 0, 0, mtime_ns // 10**9, 0))
 
     def open(self, mode: str = "rb") -> IO[Any]:
         return self.fs.open(self.path, mode)

@@ -10,6 +10,7 @@ from s3_server import FAKE_SECRET
 
 import seke_hf  # noqa: F401  (routes the corpus names in load_dataset)
 from seke_hf.loading_scripts.raw_files import CorpusLayoutError
+from seke_hf.synthetic.corpora import write_corpora
 from seke_hf.synthetic.rafdb import write_rafdb
 
 
@@ -32,11 +33,10 @@ def object_reads(monkeypatch):
     return keys
 
 
-def rows(dataset: datasets.DatasetDict) -> dict[str, list[tuple]]:
+def rows(dataset: datasets.DatasetDict) -> dict[str, list[dict]]:
+    """Every column of every row (images as their bytes), in sample_id order."""
     return {
-        split: sorted((r["sample_id"], r["expression"], r["image"]["bytes"]) for r in ds.cast_column(
-            "image", datasets.Image(decode=False)
-        ))
+        split: sorted(ds.cast_column("image", datasets.Image(decode=False)).to_list(), key=lambda r: r["sample_id"])
         for split, ds in dataset.items()
     }
 
@@ -83,3 +83,14 @@ def test_a_missing_label_file_on_s3_is_named_without_credentials(s3, tmp_path):
     with pytest.raises(CorpusLayoutError, match=r"EmoLabel/list_patition_label\.txt") as error:
         datasets.load_dataset("rafdb", data_dir=url, cache_dir=str(tmp_path / "cache"))
     assert url in str(error.value) and FAKE_SECRET not in str(error.value)
+
+
+@pytest.mark.parametrize("source", ["ckplus", "affectnet", "bp4d", "affwild2"])
+def test_the_other_still_image_corpora_load_from_s3_as_from_disk(s3, tmp_path, source):
+    write_corpora(tmp_path / "ROOT", corpora=[source], seed=1)
+    url = upload(s3, tmp_path / "ROOT", "ROOT")
+
+    local = datasets.load_dataset(source, data_dir=str(tmp_path / "ROOT"), cache_dir=str(tmp_path / "local"))
+    remote = datasets.load_dataset(source, data_dir=url, cache_dir=str(tmp_path / "remote"))
+    assert rows(remote) == rows(local)
+    assert sum(len(ds) for ds in remote.values()) > 0
