@@ -62,11 +62,18 @@ class RemotePath:
     def __str__(self) -> str:
         return public_url(self.url)
 
+    def __fspath__(self) -> str:
+        """The URL, so that `os.fspath` passes a remote corpus on as `data_dir` (fsspec reads it back)."""
+        return self.url
+
     def __repr__(self) -> str:
         return f"RemotePath({str(self)!r})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RemotePath) and (self.fs, self.path) == (other.fs, other.path)
+
+    def __lt__(self, other: RemotePath) -> bool:
+        return self.path < other.path
 
     def __hash__(self) -> int:
         return hash(self.path)
@@ -128,6 +135,9 @@ class RemotePath:
         mtime_ns = int((mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime)) * 1e9)
         return os.stat_result((0, 0, 0, 0, 0, 0, info.get("size") or 0, 0, mtime_ns // 10**9, 0))
 
+    def iterdir(self) -> Iterator[RemotePath]:
+        return iter(entry.path for entry in self.entries())
+
     def open(self, mode: str = "rb") -> IO[Any]:
         return self.fs.open(self.path, mode)
 
@@ -168,3 +178,9 @@ def _version(info: dict[str, Any]) -> str:
     """What changes when an object is rewritten: its size plus ETag, generation or modification time."""
     tag = next((info[key] for key in ("ETag", "etag", "generation", "LastModified", "mtime") if info.get(key)), "")
     return f"{info.get('size')}:{tag}"
+
+
+def upload_folder(local: str | os.PathLike, url: str) -> None:
+    """Copy the tree under `local` to `url` (one object per file), e.g. a build staged on local disk."""
+    fs, path = url_to_fs(url)
+    fs.put(f"{os.fspath(local).rstrip('/')}/", path, recursive=True)

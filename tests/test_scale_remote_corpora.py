@@ -9,6 +9,7 @@ import s3fs
 from s3_server import FAKE_SECRET
 
 import seke_hf  # noqa: F401  (routes the corpus names in load_dataset)
+from seke_hf import cli
 from seke_hf.loading_scripts.raw_files import CorpusLayoutError
 from seke_hf.synthetic.corpora import write_corpora
 from seke_hf.synthetic.rafdb import write_rafdb
@@ -94,3 +95,26 @@ def test_the_other_still_image_corpora_load_from_s3_as_from_disk(s3, tmp_path, s
     remote = datasets.load_dataset(source, data_dir=url, cache_dir=str(tmp_path / "remote"))
     assert rows(remote) == rows(local)
     assert sum(len(ds) for ds in remote.values()) > 0
+
+
+def test_seke_hf_build_reads_corpora_from_s3_and_writes_its_tree_to_s3(s3, tmp_path, capsys):
+    write_corpora(tmp_path / "ROOT", corpora=["rafdb", "affectnet"], seed=2)
+    root_url = upload(s3, tmp_path / "ROOT", "faces")
+    out_url = f"{root_url.rsplit('/', 1)[0]}/feid-build"
+    argv = ["build", "--corpora", "rafdb,affectnet", "--no-annotate", "--no-progress"]
+
+    assert cli.main([*argv, "--corpora-root", str(tmp_path / "ROOT"), "--out", str(tmp_path / "local")]) == 0
+    assert cli.main([*argv, "--corpora-root", root_url, "--out", out_url]) == 0
+    assert f"written to {out_url}" in capsys.readouterr().out
+
+    fs = s3.filesystem()
+    key = out_url.removeprefix("s3://")
+    assert fs.cat_file(f"{key}/manifest.csv") == (tmp_path / "local" / "manifest.csv").read_bytes()
+    for kind in ("feid", "feab"):
+        remote = datasets.load_from_disk(f"{out_url}/arrow/{kind}")
+        local = datasets.load_from_disk(str(tmp_path / "local" / "arrow" / kind))
+        assert remote.keys() == local.keys()
+        for split in local:
+            assert remote[split].to_list() == local[split].to_list()
+    written = [path for path in fs.find(key) if path.endswith((".json", ".csv", ".md", ".yaml"))]
+    assert written and not any(FAKE_SECRET.encode() in fs.cat_file(path) for path in written)
