@@ -14,6 +14,7 @@ import os
 import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from typing import IO, Any
 
 import fsspec
@@ -86,6 +87,10 @@ class RemotePath:
         return posixpath.basename(self.path)
 
     @property
+    def parts(self) -> tuple[str, ...]:
+        return tuple(self.path.split("/"))
+
+    @property
     def stem(self) -> str:
         return posixpath.splitext(self.name)[0]
 
@@ -117,6 +122,12 @@ class RemotePath:
 
     def glob(self, pattern: str) -> Iterator[RemotePath]:
         return iter(RemotePath(self.fs, path) for path in sorted(self.fs.glob(f"{self.path}/{pattern}")))
+
+    def rglob(self, pattern: str) -> Iterator[RemotePath]:
+        """Files and folders at any depth below this one whose name matches `pattern` (one recursive listing)."""
+        found = self.fs.find(self.path, withdirs=True)
+        matches = (p for p in sorted(found) if p != self.path and fnmatch(posixpath.basename(p), pattern))
+        return iter(RemotePath(self.fs, p) for p in matches)
 
     def entries(self) -> list[RemoteEntry]:
         """The folder's entries, sorted by name (one listing request per page)."""

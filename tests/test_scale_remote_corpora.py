@@ -86,8 +86,8 @@ def test_a_missing_label_file_on_s3_is_named_without_credentials(s3, tmp_path):
     assert url in str(error.value) and FAKE_SECRET not in str(error.value)
 
 
-@pytest.mark.parametrize("source", ["ckplus", "affectnet", "bp4d", "affwild2"])
-def test_the_other_still_image_corpora_load_from_s3_as_from_disk(s3, tmp_path, source):
+@pytest.mark.parametrize("source", ["ckplus", "affectnet", "bp4d", "affwild2", "disfa"])
+def test_the_other_corpora_load_from_s3_as_from_disk(s3, tmp_path, source):
     write_corpora(tmp_path / "ROOT", corpora=[source], seed=1)
     url = upload(s3, tmp_path / "ROOT", "ROOT")
 
