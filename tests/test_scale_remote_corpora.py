@@ -11,6 +11,7 @@ from s3_server import FAKE_SECRET
 import seke_hf  # noqa: F401  (routes the corpus names in load_dataset)
 from seke_hf import cli
 from seke_hf.loading_scripts.raw_files import CorpusLayoutError
+from seke_hf.release import attach_images, export_annotations
 from seke_hf.synthetic.corpora import write_corpora
 from seke_hf.synthetic.rafdb import write_rafdb
 
@@ -118,3 +119,13 @@ def test_seke_hf_build_reads_corpora_from_s3_and_writes_its_tree_to_s3(s3, tmp_p
             assert remote[split].to_list() == local[split].to_list()
     written = [path for path in fs.find(key) if path.endswith((".json", ".csv", ".md", ".yaml"))]
     assert written and not any(FAKE_SECRET.encode() in fs.cat_file(path) for path in written)
+
+
+def test_attach_images_restores_a_release_from_corpora_on_s3(s3, tmp_path):
+    write_corpora(tmp_path / "ROOT", corpora=["rafdb"], seed=4)
+    root_url = upload(s3, tmp_path / "ROOT", "faces")
+    faces = datasets.load_dataset("rafdb", data_dir=str(tmp_path / "ROOT"), split="test")
+
+    restored, report = attach_images(export_annotations(faces), root_url, return_report=True)
+    assert report.restored == len(faces) and report.not_found == 0
+    assert rows(datasets.DatasetDict(test=restored)) == rows(datasets.DatasetDict(test=faces))
