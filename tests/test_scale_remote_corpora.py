@@ -32,7 +32,9 @@ def object_reads(monkeypatch):
 
     monkeypatch.setattr(s3fs.S3FileSystem, "_cat_file", counting_cat_file)
     monkeypatch.setattr(s3fs.S3FileSystem, "_open", counting_open)
-    return keys
+    s3fs.S3FileSystem.clear_instance_cache()  # a cached instance bound its sync methods to the unspied ones
+    yield keys
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 def rows(dataset: datasets.DatasetDict) -> dict[str, list[dict]]:
