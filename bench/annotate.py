@@ -1,14 +1,17 @@
-"""Benchmark SV-UAMC against single-shot and fixed 16-sample majority on the simulated vision LLM.
+"""Benchmark SV-UAMC against one greedy answer, one sampled answer and fixed 16-sample majority, on every noise
+profile of the simulated vision LLM.
 
-    /tmp/venv/bin/python bench/annotate.py --rows 300
+    python bench/annotate.py --rows 200 --seeds 3
 
 A labelled synthetic dataset (faces drawn from their labels) is the simulator's truth; levels are hidden the way the
 corpora lack them (RAF-DB-like rows keep the expression, AffectNet-like keep expression and VA, DISFA-like keep the
-AUs, plain rows keep nothing) and each method completes them. Reported per level on the hidden labels: coverage
-(accepted / hidden: rejections count against it), accuracy (expression), RMSE and CCC (valence/arousal), mean per-AU
-F1, and the AUROC of the uncertainty for wrong labels; per method: requests and choices per example and the estimated
-token cost (the server's token counts at GPT-4o prices, cached input priced apart). Then throughput at 32 and 64
-concurrency with 200 ms simulated latency, and the rows/s of a fully cached re-run.
+AUs, plain rows keep nothing) and each method completes them through the annotator's own acceptance rules (the
+knowledge check, `max_uncertainty`). Per generated level, on the hidden labels: precision (quality on the accepted
+rows: expression accuracy, mean valence/arousal CCC, AU macro-F1), coverage (accepted / hidden), yield (coverage x
+precision) and the AUROC of the uncertainty for wrong labels; per method: requests and choices per row and the
+estimated cost (the server's token counts at GPT-4o prices, cached input priced apart), as ratios to fixed-16 in the
+same run. Everything is averaged over `--seeds` seeds (data and model), one table per profile, then the targets of
+issue 14 are checked. `--throughput-rows N` adds the throughput table (200 ms simulated latency).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ import numpy as np
 
 from seke_hf import SVUAMCAnnotator
 from seke_hf.annotate import Prices
+from seke_hf.knowledge import SIGNATURE_AUS
 from seke_hf.schema import AUS, EXPRESSIONS, FEATURES, aus_from_active, empty_row
-from seke_hf.simulate import SimulatedVLLM
+from seke_hf.simulate import PROFILES, SimulatedVLLM
 from seke_hf.simulate.noise import PROTOTYPE_AUS, VA_ANCHORS
 from seke_hf.synthetic.faces import draw_face
 
@@ -42,6 +46,8 @@ PATTERNS = {  # which levels a row keeps (the rest is hidden), in the proportion
 }
 VA_WRONG = 0.25
 """A generated (valence, arousal) counts as wrong when its Euclidean error exceeds this (for the AUROC)."""
+AU_WRONG = 1
+"""A generated AU set counts as wrong when at least this many of its 17 AUs are wrong (for the AUROC)."""
 
 
 def make_data(rows: int, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
@@ -52,11 +58,14 @@ def make_data(rows: int, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]
     for i in range(rows):
         expression = EXPRESSIONS[int(rng.integers(8))]  # the eight FEID classes ("other" is not drawn)
         active = set(PROTOTYPE_AUS[expression])
+        signature = SIGNATURE_AUS.get(expression, frozenset())
         for au in AUS:  # individual variation: a prototype AU may be missing, another may show
             if au in active and rng.random() < 0.15:
                 active.discard(au)
             elif au not in active and rng.random() < 0.04:
                 active.add(au)
+        if signature and not active & signature:  # ... but a face shows its expression's defining movement
+            active.add(min(signature & set(PROTOTYPE_AUS[expression]), key=AUS.index))
         valence, arousal = (float(np.clip(x + rng.normal(0, 0.12), -1, 1)) for x in VA_ANCHORS[expression])
         row = empty_row(f"bench/{i:05d}", "bench", image=draw_face(seed * 100_003 + i, expression, sorted(active)))
         row.update(expression=EXPRESSIONS.index(expression), valence=valence, arousal=arousal)
@@ -77,12 +86,12 @@ def make_data(rows: int, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]
 # -- metrics ----------------------------------------------------------------------------------------------------------
 def auroc(scores: list[float], wrong: list[bool]) -> float:
     """P(score of a wrong label > score of a right one), ties counting half (Mann-Whitney)."""
-    pos = [s for s, w in zip(scores, wrong, strict=True) if w]
-    neg = [s for s, w in zip(scores, wrong, strict=True) if not w]
-    if not pos or not neg:
+    pos = np.array([s for s, w in zip(scores, wrong, strict=True) if w])
+    neg = np.array([s for s, w in zip(scores, wrong, strict=True) if not w])
+    if not len(pos) or not len(neg):
         return math.nan
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(wins / (len(pos) * len(neg)))
 
 
 def ccc(x: np.ndarray, y: np.ndarray) -> float:
@@ -94,27 +103,25 @@ def ccc(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def evaluate(out: datasets.Dataset, full: datasets.Dataset) -> dict[str, dict[str, float]]:
+    """Per generated level: precision, coverage, yield, AUROC (see the module docstring)."""
     metrics: dict[str, dict[str, float]] = {}
     prov, unc = out["provenance"], out["uncertainty"]
     hidden = {level: [i for i, p in enumerate(prov) if p[level] != "human"] for level in LEVELS}
     done = {level: [i for i in hidden[level] if prov[i][level] == "generated"] for level in LEVELS}
+
+    def level(name: str, quality: float, wrong: list[bool]) -> dict[str, float]:
+        coverage = len(done[name]) / max(len(hidden[name]), 1)
+        scores = [unc[i][name] for i in done[name]]
+        return {"precision": quality, "coverage": coverage, "yield": coverage * quality, "auroc": auroc(scores, wrong)}
+
     truth_e, out_e = full["expression"], out["expression"]
     wrong = [out_e[i] != truth_e[i] for i in done["expression"]]
-    metrics["expression"] = {
-        "coverage": len(done["expression"]) / max(len(hidden["expression"]), 1),
-        "accuracy": 1 - sum(wrong) / max(len(wrong), 1),
-        "auroc": auroc([unc[i]["expression"] for i in done["expression"]], wrong),
-    }
+    metrics["expression"] = level("expression", 1 - sum(wrong) / max(len(wrong), 1), wrong)
     idx = done["valence_arousal"]
     tv, ta = np.array(full["valence"])[idx], np.array(full["arousal"])[idx]
     ov, oa = np.array(out["valence"], dtype=float)[idx], np.array(out["arousal"], dtype=float)[idx]
     error = np.hypot(ov - tv, oa - ta)
-    metrics["valence_arousal"] = {
-        "coverage": len(idx) / max(len(hidden["valence_arousal"]), 1),
-        "rmse": float(np.sqrt(np.mean(np.concatenate([(ov - tv) ** 2, (oa - ta) ** 2])))),
-        "ccc": (ccc(ov, tv) + ccc(oa, ta)) / 2,
-        "auroc": auroc([unc[i]["valence_arousal"] for i in idx], list(error > VA_WRONG)),
-    }
+    metrics["valence_arousal"] = level("valence_arousal", (ccc(ov, tv) + ccc(oa, ta)) / 2, list(error > VA_WRONG))
     idx = done["aus"]
     truth_aus, out_aus = full["aus"], out["aus"]
     f1s = []
@@ -123,23 +130,21 @@ def evaluate(out: datasets.Dataset, full: datasets.Dataset) -> dict[str, dict[st
         p = np.array([out_aus[i][au] == 1 for i in idx])
         if t.sum():
             f1s.append(2 * (t & p).sum() / (t.sum() + p.sum()))
-    any_wrong = [any(out_aus[i][au] != truth_aus[i][au] for au in AUS) for i in idx]
-    metrics["aus"] = {
-        "coverage": len(idx) / max(len(hidden["aus"]), 1),
-        "f1": float(np.mean(f1s)) if f1s else math.nan,
-        "auroc": auroc([unc[i]["aus"] for i in idx], any_wrong),
-    }
+    errors = [sum(out_aus[i][au] != truth_aus[i][au] for au in AUS) for i in idx]
+    metrics["aus"] = level("aus", float(np.mean(f1s)) if f1s else math.nan, [e >= AU_WRONG for e in errors])
     return metrics
 
 
 # -- runs -------------------------------------------------------------------------------------------------------------
 METHODS = {
-    "single-shot": dict(min_samples=1, max_samples=1, temperature=0.0, verify=False, consistency_threshold=0.0,
-                        max_uncertainty=dict.fromkeys(LEVELS, 1.0)),
-    "fixed-16": dict(min_samples=16, max_samples=16, verify=False, consistency_threshold=0.0,
-                     max_uncertainty=dict.fromkeys(LEVELS, 1.0)),
+    "greedy (T=0)": dict(min_samples=0, verify=True),
+    "one sample (T=0.8)": dict(min_samples=1, max_samples=1, verify=False),
+    "fixed-16": dict(min_samples=16, max_samples=16, verify=False),
     "SV-UAMC": {},
-}  # fmt: skip
+}
+"""Every method runs through the same acceptance rules (the annotator's defaults); only sampling differs."""
+BASELINE = "fixed-16"
+LEVEL_NAMES = {"expression": "expression (accuracy)", "valence_arousal": "valence/arousal (CCC)", "aus": "AUs (F1)"}
 
 
 def run_method(server: SimulatedVLLM, data: datasets.Dataset, cache: Path, batch_size: int, **params):
@@ -152,54 +157,141 @@ def run_method(server: SimulatedVLLM, data: datasets.Dataset, cache: Path, batch
     return out, server.stats(), seconds
 
 
+def run_profile(profile: str, rows: int, seeds: int, work: Path, methods: dict[str, dict]) -> dict[str, dict]:
+    """Every method on `seeds` datasets and model seeds of one profile: metrics averaged over the seeds."""
+    prices = Prices()
+    runs: dict[str, list[dict]] = {name: [] for name in methods}
+    for seed in range(seeds):
+        full, hidden = make_data(rows, seed)
+        with SimulatedVLLM(truth=full, profile=profile, seed=seed) as server:
+            for name, params in methods.items():
+                out, stats, _ = run_method(server, hidden, work / f"{profile}-{seed}-{name}", 64, **params)
+                cost = prices.cost(stats["prompt_tokens"], stats["cached_tokens"], stats["completion_tokens"])
+                statuses = Counter(out["status"])
+                runs[name].append(
+                    {
+                        "levels": evaluate(out, full),
+                        "requests": stats["requests"] / len(out),
+                        "choices": stats["choices"] / len(out),
+                        "cost": cost / len(out),
+                        "rejected": statuses.get("rejected", 0) / len(out),
+                        "fallbacks": sum("knowledge fallback" in r for r in out["status_reason"]) / len(out),
+                    }
+                )
+    averaged = {}
+    for name, seeded in runs.items():
+        levels = {
+            level: {k: float(np.nanmean([r["levels"][level][k] for r in seeded])) for k in seeded[0]["levels"][level]}
+            for level in LEVELS
+        }
+        scalars = {k: float(np.mean([r[k] for r in seeded])) for k in seeded[0] if k != "levels"}
+        averaged[name] = {"levels": levels, **scalars}
+    return averaged
+
+
+def print_table(profile: str, results: dict[str, dict]) -> None:
+    base = results.get(BASELINE)
+    print(f"\n#### Profile `{profile}`\n")
+    print(
+        "| method | level | precision | coverage | yield | AUROC | requests/row | choices/row | choices vs fixed-16 "
+        "| cost/1k rows | cost vs fixed-16 |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        for k, level in enumerate(LEVELS):
+            m = r["levels"][level]
+            per_method = (
+                f"{r['requests']:.2f} | {r['choices']:.2f} | {r['choices'] / base['choices']:.2f} | "
+                f"${r['cost'] * 1000:.2f} | {r['cost'] / base['cost']:.2f}"
+                if k == 0 and base
+                else " | | | |"
+            )
+            print(
+                f"| {name if k == 0 else ''} | {LEVEL_NAMES[level]} | {m['precision']:.3f} | {m['coverage']:.3f} | "
+                f"{m['yield']:.3f} | {m['auroc']:.2f} | {per_method} |"
+            )
+
+
+def check_targets(results: dict[str, dict], method: str = "SV-UAMC") -> list[str]:
+    """The targets of issue 14 that `method` misses on this profile (empty: all met)."""
+    misses = []
+    r = results[method]
+    for base_name in (BASELINE, "greedy (T=0)"):
+        base = results.get(base_name)
+        if base is None:
+            continue
+        for level in LEVELS:
+            m, b = r["levels"][level], base["levels"][level]
+            if m["precision"] < b["precision"] - 0.02:
+                misses.append(f"{level} precision {m['precision']:.3f} < {base_name} {b['precision']:.3f} - 0.02")
+            if m["yield"] < b["yield"] - 0.03:
+                misses.append(f"{level} yield {m['yield']:.3f} < {base_name} {b['yield']:.3f} - 0.03")
+    for level in LEVELS:
+        m = r["levels"][level]
+        if m["coverage"] < 0.85:
+            misses.append(f"{level} coverage {m['coverage']:.3f} < 0.85")
+        if not m["auroc"] >= 0.75:
+            misses.append(f"{level} AUROC {m['auroc']:.2f} < 0.75")
+    if BASELINE in results:
+        base = results[BASELINE]
+        if r["cost"] > 0.6 * base["cost"]:
+            misses.append(f"cost {r['cost'] / base['cost']:.2f}x fixed-16 > 0.6x")
+        if r["choices"] > 0.5 * base["choices"]:
+            misses.append(f"choices {r['choices'] / base['choices']:.2f}x fixed-16 > 0.5x")
+    return misses
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=300)
-    parser.add_argument("--throughput-rows", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rows", type=int, default=200, help="rows per seed")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--profiles", nargs="*", default=list(PROFILES), choices=list(PROFILES))
+    parser.add_argument(
+        "--knowledge-ablation",
+        action="store_true",
+        help="SV-UAMC with on_inconsistent=fallback/keep/reject and with a score of exactly 0.5 passing",
+    )
+    parser.add_argument("--throughput-rows", type=int, default=0, help="rows of the throughput run (0: skip)")
     args = parser.parse_args()
     datasets.disable_progress_bars()
-    full, hidden = make_data(args.rows, args.seed)
-    prices = Prices()
     work = Path(tempfile.mkdtemp(prefix="seke_bench_annotate_"))
-
-    results = {}
-    with SimulatedVLLM(truth=full) as server:
-        for name, params in METHODS.items():
-            out, stats, _ = run_method(server, hidden, work / name, 64, **params)
-            cost = prices.cost(stats["prompt_tokens"], stats["cached_tokens"], stats["completion_tokens"])
-            results[name] = (evaluate(out, full), stats, cost, out)
-
-    base = results["fixed-16"]
-    n = len(hidden)
-    print(f"\n{n} rows ({', '.join(PATTERNS)} patterns in turn); simulated model, default noise\n")
+    methods = dict(METHODS)
+    if args.knowledge_ablation:  # fixed-16 stays: the cost ratios are against it
+        methods = {name: methods[name] for name in ("fixed-16", "SV-UAMC")}
+        methods["SV-UAMC, keep inconsistent"] = {"on_inconsistent": "keep"}
+        methods["SV-UAMC, reject inconsistent"] = {"on_inconsistent": "reject"}
+        methods["SV-UAMC, score 0.5 passes"] = {"consistency_threshold": 0.4999}
     print(
-        "| method | expr acc | expr cov | expr AUROC | VA RMSE | VA CCC | VA cov | VA AUROC | AU F1 | AU cov "
-        "| AU AUROC | requests/ex | choices/ex | choices vs fixed-16 | cost/1k ex | cost vs fixed-16 |"
+        f"{args.rows} rows x {args.seeds} seeds per profile ({', '.join(PATTERNS)} patterns in turn); every method "
+        "through the annotator's acceptance rules; means over the seeds"
     )
-    print("|" + "---|" * 16)
-    for name, (m, stats, cost, _) in results.items():
-        e, v, a = m["expression"], m["valence_arousal"], m["aus"]
-        print(
-            f"| {name} | {e['accuracy']:.3f} | {e['coverage']:.1%} | {e['auroc']:.2f} | {v['rmse']:.3f} | "
-            f"{v['ccc']:.3f} | {v['coverage']:.1%} | {v['auroc']:.2f} | {a['f1']:.3f} | {a['coverage']:.1%} | "
-            f"{a['auroc']:.2f} | {stats['requests'] / n:.2f} | {stats['choices'] / n:.2f} | "
-            f"{stats['choices'] / base[1]['choices']:.2f} | ${cost / n * 1000:.2f} | {cost / base[2]:.2f} |"
-        )
-    statuses = {name: dict(Counter(r[3]["status"])) for name, r in results.items()}
-    print(f"\nstatuses: {statuses}")
+    summary = {}
+    for profile in args.profiles:
+        results = run_profile(profile, args.rows, args.seeds, work, methods)
+        print_table(profile, results)
+        for name, r in results.items():
+            print(f"\n- {name}: rejected {r['rejected']:.1%}, knowledge fallback {r['fallbacks']:.1%}", end="")
+        print()
+        summary[profile] = check_targets(results)
+    print("\n#### Targets (SV-UAMC)\n")
+    for profile, misses in summary.items():
+        print(f"- {profile}: {'all met' if not misses else 'missed: ' + '; '.join(misses)}")
+    if args.throughput_rows:
+        throughput(args.throughput_rows, work)
 
+
+def throughput(rows_wanted: int, work: Path, seed: int = 1) -> None:
     print("\nthroughput, 200 ms simulated latency:\n")
     print(
         "| concurrency | batch size | prefetch | rows | requests | seconds | rows/s | requests/s | ideal requests/s "
         "| cached re-run rows/s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    tp_hidden = make_data(args.throughput_rows, args.seed + 1)[1]
+    tp_hidden = make_data(rows_wanted, seed)[1]
     # The server runs in its own process, as a real endpoint would: it must not share the client's interpreter lock.
     context = multiprocessing.get_context("spawn")
     ports = context.Queue()
-    server = context.Process(target=serve, args=(args.throughput_rows, args.seed + 1, 0.2, ports), daemon=True)
+    server = context.Process(target=serve, args=(rows_wanted, seed, 0.2, ports), daemon=True)
     server.start()
     base_url = f"http://127.0.0.1:{ports.get(timeout=120)}/v1"
     try:

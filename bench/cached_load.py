@@ -25,7 +25,7 @@ from seke_hf.loading_scripts.rafdb import RAFDB_EXPRESSIONS
 from seke_hf.synthetic.faces import face_bytes
 
 TRAIN_SHARE = 12_271 / 15_339
-"""RAF-DB basic's train share (corpora.md §2.1)."""
+"""RAF-DB basic's train share (docs/corpora.md §2.1)."""
 VARIANTS = 64
 
 

@@ -31,7 +31,7 @@ from seke_hf.schema import AUS, FEATURES, active_aus, annotated_levels, aus_from
 from seke_hf.synthetic.faces import face_bytes
 from seke_hf.synthetic.rafdb import write_rafdb
 
-# Paper-scale row counts: corpora.md §2-§6 (Aff-Wild2 rounded down: ~2.8M frames, of which we assume ~600k labelled
+# Paper-scale row counts: docs/corpora.md §2-§6 (Aff-Wild2 rounded down: ~2.8M frames, of which we assume ~600k labelled
 # crops survive a usual frame stride).
 SIZES = {
     "rafdb": {"train": 12_271, "test": 3_068},

@@ -1,4 +1,4 @@
-"""AffectNet (manually annotated part), in either release as found in the wild (corpora.md §3).
+"""AffectNet (manually annotated part), in either release as found in the wild (docs/corpora.md §3).
 
 - classic (2017): `Manually_Annotated_file_lists/{training,validation}.csv` with a face box and 68 landmarks per row,
   images `Manually_Annotated_Images/<subDirectory>/<hash>.jpg` (whole web images: config `cropped` cuts the box out);
@@ -35,19 +35,19 @@ from .raw_files import (
     text_encoding,
 )
 
-# AffectNet codes -> canonical expression (corpora.md §3.1); 8 None, 9 Uncertain, 10 No-Face are not expressions.
+# AffectNet codes -> canonical expression (docs/corpora.md §3.1); 8 None, 9 Uncertain, 10 No-Face are not expressions.
 AFFECTNET_EXPRESSIONS = {
     0: "neutral", 1: "happiness", 2: "sadness", 3: "surprise", 4: "fear", 5: "disgust", 6: "anger", 7: "contempt",
 }  # fmt: skip
 NON_EXPRESSION_CODES = {8: "None", 9: "Uncertain", 10: "No-Face"}
 NO_FACE = 10
 VA_MISSING = -2.0
-"""Valence/arousal of Uncertain and No-Face rows (corpora.md §3.1, §7.3)."""
+"""Valence/arousal of Uncertain and No-Face rows (docs/corpora.md §3.1, §7.3)."""
 CLASSIC_COLUMNS = (
     "subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks", "expression",
     "valence", "arousal",
 )  # fmt: skip
-"""Column order of the classic CSVs, used when a copy of the file has no header line (corpora.md §3.1 [R])."""
+"""Column order of the classic CSVs, used when a copy of the file has no header line (docs/corpora.md §3.1 [R])."""
 RELEASE_MARKERS = {"classic": "Manually_Annotated_file_lists", "npy": "*_set/annotations"}
 CLASSIC_SPLITS = {"train": "training.csv", "validation": "validation.csv"}
 NPY_SPLITS = {"train": "train_set", "validation": "val_set"}
@@ -281,7 +281,7 @@ class FolderListing:
 
 
 def csv_columns(path: Path) -> tuple[dict[str, int], bool]:
-    """Column positions and whether the file starts with a header: copies differ (corpora.md §3.1 [R])."""
+    """Column positions and whether the file starts with a header: copies differ (docs/corpora.md §3.1 [R])."""
     with open_text(path) as f:
         first = next(csv.reader(f), [])
     names = [name.strip() for name in first]
@@ -343,7 +343,7 @@ def face_box(
 ) -> tuple[int, int, int, int]:
     """The face's (left, top, right, bottom) in the image, checked against its landmarks.
 
-    The columns are named x, y, width, height, but public loaders disagree on their meaning (corpora.md §3.1 [U]):
+    The columns are named x, y, width, height, but public loaders disagree on their meaning (docs/corpora.md §3.1 [U]):
     one slices `img[x:x+w, y:y+h]`, i.e. reads x as the row. The named reading is tried first, then that one;
     the box whose area holds the landmarks wins. Without landmarks the named reading is trusted.
     """
@@ -401,7 +401,7 @@ def crop_face(path: Path, box: tuple[float, ...], readings: Sequence[Sequence[fl
 
 
 def _npy_scalar(path: Path) -> Any:
-    """One value from a per-image `.npy`: 0-d arrays, some of them strings (corpora.md §3.2 [R]); None if absent."""
+    """One value from a per-image `.npy`: 0-d arrays, some strings (docs/corpora.md §3.2 [R]); None: absent."""
     try:
         file = path.open("rb")
     except FileNotFoundError:

@@ -1,4 +1,4 @@
-"""Aff-Wild2 as shipped for the ABAW challenges (corpora.md §6): `cropped_aligned/<video>/<00001>.jpg` frames and
+"""Aff-Wild2 as shipped for the ABAW challenges (docs/corpora.md §6): `cropped_aligned/<video>/<00001>.jpg` frames and
 one annotation file per video and task (VA, EXPR, AU), merged into one row per frame.
 
 Every edition's layout is read: the task folders are found by name (`VA_Set` in ABAW1/2, `VA_Estimation_Challenge`
@@ -6,7 +6,7 @@ later, `EXPR_*_Challenge` whatever ABAW6 copies call it) and the label columns b
 expressions, 8 or 12 AUs). Line k after the header is frame `{k:05d}.jpg`. Videos are read one at a time, line by line,
 so memory stays flat over the corpus's ~3M frames, and the video list is what `num_proc` splits.
 
-Splits: a video can be in a task's validation set and in another task's training set (corpora.md §6.3). With the
+Splits: a video can be in a task's validation set and in another task's training set (docs/corpora.md §6.3). With the
 default `split_rule="any_validation"` a video in any task's validation set goes to `validation` with all its labels,
 as the ABAW3 multi-task builder does (`get_val_videos_set`): no frame is ever in both splits and nothing trained on
 was held out by an official task split. `split_rule="per_task"` instead keys the split by (task, video): a frame's
@@ -31,18 +31,18 @@ from .corpus_builder import CorpusBuilder, CorpusConfig, Skips
 from .raw_files import file_names, iter_dirs, iter_files, local_path, open_text
 
 CROPS = "cropped_aligned"
-"""Crop folder; ABAW6 copies may add more beside it (`cropped_aligned_new_50_vids`, corpora.md §6.2 [R])."""
+"""Crop folder; ABAW6 copies may add more beside it (`cropped_aligned_new_50_vids`, docs/corpora.md §6.2 [R])."""
 TASK_FOLDERS = {
     "VA": ("VA_Set", "VA_*_Challenge"),
     "EXPR": ("EXPR_Set", "EXPR_*_Challenge"),  # ABAW6: EXPR_Recognition_Challenge, some copies _Classification_
     "AU": ("AU_Set", "AU_*_Challenge"),
 }
-"""Task folder names over the editions (corpora.md §6.2); `MTL_Challenge` repeats the same frames and is not read."""
+"""Task folder names over the editions (docs/corpora.md §6.2); `MTL_Challenge` repeats the same frames, not read."""
 SPLIT_FOLDERS = {"train_set": "train", "training_set": "train", "validation_set": "validation"}
 """`Training_Set` in ABAW1, `Train_Set` later; test labels were never released."""
 VA_INVALID = -5.0
 LABEL_INVALID = -1
-"""Sentinels of an unlabelled frame: -5 for valence/arousal, -1 for expression and AUs (corpora.md §6.1)."""
+"""Sentinels of an unlabelled frame: -5 for valence/arousal, -1 for expression and AUs (docs/corpora.md §6.1)."""
 SPLIT_RULES = ("any_validation", "per_task")
 ANNOTATION_SEARCH_DEPTH = 4
 
@@ -200,7 +200,7 @@ def task_of(folder_name: str) -> str | None:
 
 
 def header_tokens(line: str) -> list[str]:
-    """`"Neutral,...,Other, \\n"` -> names: some tools write a trailing comma and space (corpora.md §6.4)."""
+    """`"Neutral,...,Other, \\n"` -> names: some tools write a trailing comma and space (docs/corpora.md §6.4)."""
     return [token.strip() for token in line.strip().split(",") if token.strip()]
 
 

@@ -1,6 +1,6 @@
 """BP4D-Spontaneous: per-sequence AU occurrence CSVs, optional intensity CSVs, and one image per frame.
 
-Format (corpora.md §5): `AUCoding/AU_OCC/F001_T1.csv` with the header `0,1,...,99`, column 0 the absolute frame
+Format (docs/corpora.md §5): `AUCoding/AU_OCC/F001_T1.csv` with the header `0,1,...,99`, column 0 the absolute frame
 number in the task video and column k AU k (0 absent, 1 present, 9 unknown; never-coded AUs are 9 throughout);
 intensity `AU_INT/AU06/F001_T1_AU06.csv` (or `AU-Intensity-Codes3.0/AU06/...`), rows `frame,intensity`, no header,
 9 unknown. Images `Sequences(2D+3D)/F001/T1/<frame>.jpg` (or FERA-style `BP4D-training/F001/T1/2440.jpg`), whose
@@ -32,9 +32,9 @@ DEPENDS_ON = ("seke_hf.loading_scripts.folds",)
 """Modules whose code changes what this builder yields (read by registration's cache key)."""
 
 UNKNOWN_CODE = 9
-"""BP4D's code for an unknown or never-coded AU, in occurrence and intensity files (corpora.md §5.2, §5.3)."""
+"""BP4D's code for an unknown or never-coded AU, in occurrence and intensity files (docs/corpora.md §5.2, §5.3)."""
 INTENSITY_AUS = (6, 10, 12, 14, 17)
-"""The AUs with intensity codes 0..5 (corpora.md §5.3)."""
+"""The AUs with intensity codes 0..5 (docs/corpora.md §5.3)."""
 MAX_INTENSITY = 5
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 

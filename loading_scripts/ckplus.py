@@ -1,6 +1,6 @@
 """CK+ (Extended Cohn-Kanade), Phase 1 distribution: image sequences, emotion labels and FACS codes at the peak.
 
-Format (corpora.md §1, from the CK+ README and ifp-uiuc's preparation script): each sequence runs from neutral to
+Format (docs/corpora.md §1, from the CK+ README and ifp-uiuc's preparation script): each sequence runs from neutral to
 its peak, the last frame; `Emotion/` holds one `*_emotion.txt` (a single float code 0..7) for 327 of the 593
 sequences, `FACS/` one `*_facs.txt` per sequence (`<AU> <intensity>` float pairs), both named after the peak frame.
 The peak frame is fully FACS-coded, so at the peak an AU the file does not list is absent (0); other frames are not
@@ -28,7 +28,7 @@ from .raw_files import find_child, iter_dirs, iter_files, local_path, read_lines
 
 logger = logging.getLogger("seke_hf.loading")
 
-# CK+ emotion codes (README) -> canonical expression (corpora.md §1.3: 0→0, 1→1, 2→7, 3→2, 4→3, 5→4, 6→5, 7→6).
+# CK+ emotion codes (README) -> canonical expression (docs/corpora.md §1.3: 0→0, 1→1, 2→7, 3→2, 4→3, 5→4, 6→5, 7→6).
 CKPLUS_EXPRESSIONS = {
     0: "neutral", 1: "anger", 2: "contempt", 3: "disgust", 4: "fear", 5: "happiness", 6: "sadness", 7: "surprise",
 }  # fmt: skip
@@ -36,7 +36,7 @@ CKPLUS_EXPRESSIONS = {
 SPLIT_LIST_EXPRESSIONS = {"happy": "happiness"}
 SPLIT_LIST = "ckplus_feid_split.csv"
 FEID_SPLIT_SIZES = {"train": 293, "test": 34}
-"""SEKE's FEID/FEAB CK+ split (paper.md): all 327 emotion-labelled sequences."""
+"""SEKE's FEID/FEAB CK+ split (docs/paper.md): all 327 emotion-labelled sequences."""
 
 FACS_INTENSITY_UNKNOWN = 0
 """CK+ FACS intensity 0: the AU is present but its intensity was not scored (1..5 stand for A..E)."""
@@ -171,7 +171,7 @@ def labelled_sequences(emotion_root: Path) -> dict[str, Path]:
     for subject in iter_dirs(emotion_root):
         for folder in iter_dirs(subject):
             found = label_file(str(emotion_root), f"{subject.name}/{folder.name}", "emotion")
-            if found is not None:  # empty Emotion folders are common (corpora.md §1.6): the sequence is unlabelled
+            if found is not None:  # empty Emotion folders are common (docs/corpora.md §1.6): the sequence is unlabelled
                 labelled[f"{subject.name}/{folder.name}"] = found
     return labelled
 

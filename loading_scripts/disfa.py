@@ -1,6 +1,6 @@
 """DISFA: per-AU intensity files plus stereo videos (or a folder of frames someone already extracted).
 
-Format (corpora.md §4): `ActionUnit_Labels/SN001/SN001_au12.txt`, lines `frame,intensity`, no header, frames
+Format (docs/corpora.md §4): `ActionUnit_Labels/SN001/SN001_au12.txt`, lines `frame,intensity`, no header, frames
 1-based, intensity 0..5, 12 AUs keyed by the file name. Label frame f is decoded video frame f-1 (0-based), which is
 the `frame` column and the sample_id suffix: `disfa/SN001/0` is label line `1,...`. Videos are decoded sequentially
 and only the frames a config keeps are converted (`video_frames`).
@@ -29,9 +29,9 @@ DEPENDS_ON = ("seke_hf.loading_scripts.folds", "seke_hf.loading_scripts.video_fr
 """Modules whose code changes what this builder yields (read by registration's cache key)."""
 
 DISFA_AUS = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
-"""The 12 AUs DISFA codes on every frame (corpora.md §4.2); the other 5 of the 17 stay -1."""
+"""The 12 AUs DISFA codes on every frame (docs/corpora.md §4.2); the other 5 of the 17 stay -1."""
 OCCURRENCE_THRESHOLD = 2
-"""An AU is present when its intensity is >= 2 (ME-GraphAU `AUIntensity >= 2`, OpenFace `> 1`; corpora.md §4.2)."""
+"""An AU is present when its intensity is >= 2 (ME-GraphAU `AUIntensity >= 2`, OpenFace `> 1`; docs/corpora.md §4.2)."""
 MAX_INTENSITY = 5
 CAMERAS = ("left", "right")
 FRAME_NUMBERINGS = ("auto", "zero", "one")
@@ -193,7 +193,7 @@ class Disfa(CorpusBuilder):
 
 
 def find_label_files(root: Path) -> dict[str, dict[str, str]]:
-    """Subject -> AU name -> label file, keyed by the file name (never by listing order; corpora.md §4.6)."""
+    """Subject -> AU name -> label file, keyed by the file name (never by listing order; docs/corpora.md §4.6)."""
     folder = find_child(root, "ActionUnit_Labels")
     found: dict[str, dict[str, str]] = {}
     for path in sorted(folder.rglob("*")) if folder else ():

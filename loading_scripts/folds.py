@@ -1,7 +1,7 @@
 """The de-facto subject-independent 3-fold protocol of the two action-unit corpora (DISFA, BP4D), as data.
 
 Both corpora are split into three parts of subjects; fold k tests on one part and trains on the other two. The
-lists are those of ME-GraphAU, JAA-Net, LibreFace and FG-Net (corpora.md §4.5 and §5.5). Each builder declares
+lists are those of ME-GraphAU, JAA-Net, LibreFace and FG-Net (docs/corpora.md §4.5 and §5.5). Each builder declares
 `fold_configs(...)` (configs `fold1`..`fold3` with `train`/`test`, plus `all` with one `train` split) and asks
 `fold_subjects(...)` which of the subjects it found belong to each split.
 """
@@ -19,14 +19,14 @@ logger = logging.getLogger("seke_hf.loading")
 
 Parts = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 
-# corpora.md §4.5, from ME-GraphAU tool/DISFA_image_label_process.py (same lists in JAA-Net, LibreFace, FG-Net).
+# docs/corpora.md §4.5, from ME-GraphAU tool/DISFA_image_label_process.py (same lists in JAA-Net, LibreFace, FG-Net).
 DISFA_PARTS: Parts = (
     ("SN002", "SN010", "SN001", "SN026", "SN027", "SN032", "SN030", "SN009", "SN016"),
     ("SN013", "SN018", "SN011", "SN028", "SN012", "SN006", "SN031", "SN021", "SN024"),
     ("SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"),
 )
 
-# corpora.md §5.5, the split shared by ME-GraphAU and JAA-Net.
+# docs/corpora.md §5.5, the split shared by ME-GraphAU and JAA-Net.
 BP4D_PARTS: Parts = (
     ("F001", "M007", "F018", "F008", "F002", "M004", "F010", "F009", "M012", "M001", "F016", "M014", "F023", "M008"),
     ("M011", "F003", "M010", "M002", "F005", "F022", "M018", "M017", "F013", "M016", "F020", "F011", "M013", "M005"),

@@ -1,6 +1,6 @@
 """RAF-DB (basic part): `EmoLabel/list_patition_label.txt` plus aligned or original images.
 
-Format (corpora.md §2, from the official README v1.1): one `<original image name> <code>` line per image, no
+Format (docs/corpora.md §2, from the official README v1.1): one `<original image name> <code>` line per image, no
 header, codes 1..7; the split is the name prefix (`train_` / `test_`); aligned images insert `_aligned` before `.jpg`.
 """
 
@@ -16,7 +16,7 @@ from seke_hf.schema import empty_row, expression_index
 from .corpus_builder import CorpusBuilder, CorpusConfig, Skips, logger
 from .raw_files import iter_files, local_path, read_lines, text_encoding
 
-# RAF-DB basic codes (1-based) -> canonical expression (corpora.md §2.2).
+# RAF-DB basic codes (1-based) -> canonical expression (docs/corpora.md §2.2).
 RAFDB_EXPRESSIONS = {
     1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadness", 6: "anger", 7: "neutral",
 }  # fmt: skip

@@ -7,7 +7,7 @@ frames between (when the stream's timestamps allow it; otherwise it decodes on).
 FFV1, ...) every packet is one frame, so unwanted packets are not even decoded.
 
 Frame numbering is the decode order (0-based), as `ffmpeg -i video.avi %05d.jpg` numbers the frames that published
-extractions of DISFA are made of (corpora.md §4.3), not the container timestamps.
+extractions of DISFA are made of (docs/corpora.md §4.3), not the container timestamps.
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ def run_demo(
     from seke_hf.evaluate import run as evaluate
     from seke_hf.evaluate import write_report
     from seke_hf.evaluate.report import markdown_report
+    from seke_hf.llm.usage import PRICE_TABLE
     from seke_hf.pipeline import build_datasets
     from seke_hf.simulate import SimulatedVLLM, truth_from_dataset
     from seke_hf.synthetic.corpora import write_corpora
@@ -77,8 +78,9 @@ def run_demo(
     with _simulator(SimulatedVLLM, truth, seed, port) as server:
         say(f"simulated vision LLM listening at {server.base_url}")
         annotator = SVUAMCAnnotator(
-            model=DEMO_MODEL, base_url=server.base_url, api_key=DEMO_API_KEY, cache_dir=out / "cache", progress=progress
-        )
+            model=DEMO_MODEL, base_url=server.base_url, api_key=DEMO_API_KEY, cache_dir=out / "cache",
+            prices=PRICE_TABLE[DEMO_MODEL], progress=progress,
+        )  # fmt: skip
         result = build_datasets(corpora_root, out / "build", annotator=annotator, seed=seed, progress=say)
         # What a user of the published release sees: plain datasets, no plugin involved in reading.
         reloaded = {kind: datasets.load_dataset(str(out / "build" / "hub" / kind)) for kind in ("feid", "feab")}

@@ -34,7 +34,7 @@ from seke_hf.selection import FEAB_SPLIT, FEID_SPLIT, Manifest, ManifestEntry, S
 logger = logging.getLogger("seke_hf.feid")
 
 CKPLUS_SPLIT_FILE = "ckplus_feid_split.csv"
-"""SEKE's CK+ split as released (paper.md): split,expression,sequence per labelled CK+ sequence."""
+"""SEKE's CK+ split as released (docs/paper.md): split,expression,sequence per labelled CK+ sequence."""
 
 MAX_SELECTION_ROUNDS = 10
 """Selections re-run without rows whose image proved unreadable; each round reads only newly chosen images."""

@@ -4,10 +4,10 @@ One conversation per face: a question and an answer for each of the three tasks 
 the row has a final label for, built from that label and, when present, its description. A level that is missing,
 or was left unfilled because its annotation was rejected, gets no question: nothing is ever answered without a
 label. The answer states the label first, in a fixed format, and only then the description, so a parser never has
-to read prose; the structured label columns stay beside the chat columns anyway (peers.md §2.3).
+to read prose; the structured label columns stay beside the chat columns anyway (docs/peers.md §2.3).
 
 Several phrasings per question are chosen per sample by a seeded hash, so the same seed gives the same dataset.
-Formats (peers.md §4): `messages` as role/content turns with one `<image>` placeholder in the first user turn and
+Formats (docs/peers.md §4): `messages` as role/content turns with one `<image>` placeholder in the first user turn and
 `images` as a list with the face (LLaMA-Factory sharegpt with role/content tags, ms-swift), or TRL's typed content
 blocks (`style="typed"`), or LLaVA JSON with image files (`export_llava`).
 """
@@ -56,7 +56,7 @@ QUESTIONS: dict[str, tuple[str, ...]] = {
 """Question phrasings per task; one is chosen per sample and task by a seeded hash."""
 
 EXPRESSION_OPTIONS = "Answer with one of: " + ", ".join(e for e in EXPRESSIONS if e != "other") + ", or other."
-"""Appended to the expression question, so the answer space is closed (peers.md §2.3, recommendation 1)."""
+"""Appended to the expression question, so the answer space is closed (docs/peers.md §2.3, recommendation 1)."""
 
 AU_SUBSET_QUESTION = "Which of these facial action units are active in this face: {aus}?"
 """Used instead of QUESTIONS["aus"] when only some AUs are coded (BP4D, Aff-Wild2), so "not listed" means absent."""
@@ -123,7 +123,7 @@ def conversation(pairs: Sequence[tuple[str, str, str]], style: Style = "placehol
             messages.append({"role": "user", "content": f"{IMAGE_PLACEHOLDER}{q}" if i == 0 else q})
             messages.append({"role": "assistant", "content": a})
         elif style == "typed":
-            blocks = [{"type": "image", "text": None}] if i == 0 else []
+            blocks = [{"type": "image"}] if i == 0 else []
             messages.append({"role": "user", "content": [*blocks, {"type": "text", "text": q}]})
             messages.append({"role": "assistant", "content": [{"type": "text", "text": a}]})
         else:
@@ -178,8 +178,12 @@ def to_chat(
     """Add `messages` and `images` (the face, in a list) to `ds`; rows with nothing answerable are left out.
 
     `style="placeholder"`: string contents with `<image>` in the first user turn (LLaMA-Factory, ms-swift).
-    `style="typed"`: TRL's content blocks (`{"type": "image"}` / `{"type": "text", "text": ...}`).
-    The label columns stay; the `image` column is dropped unless `keep_image` (it would store every face twice).
+    `style="typed"`: TRL's content blocks, `{"type": "image"}` then `{"type": "text", "text": ...}` in the first
+    user turn, as TRL's `prepare_multimodal_messages` makes them. Arrow stores a list of blocks as one struct type,
+    so a block read back has both fields: the image block is `{"type": "image", "text": None}`, as in TRL's own
+    example dataset (HuggingFaceH4/llava-instruct-mix-vsft); chat templates pick blocks by `type`.
+    The face moves from `image` to `images` (a one-item list, what TRL, LLaMA-Factory and ms-swift read); the label
+    columns stay; `image` is dropped unless `keep_image` (it would store every face twice).
     """
     if isinstance(ds, datasets.DatasetDict):
         options = {"seed": seed, "levels": levels, "style": style, "with_description": with_description}

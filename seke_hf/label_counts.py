@@ -82,7 +82,7 @@ def rejected_examples(table: pa.Table, limit: int = 10) -> list[dict[str, Any]]:
     """The first `limit` rejected or failed rows with their reasons."""
     rows = table.select(["sample_id", "status", "status_reason"]).to_pylist()
     return [
-        {"sample_id": row["sample_id"], "reason": row["status_reason"]}
+        {"sample_id": row["sample_id"], "status": row["status"], "reason": row["status_reason"]}
         for row in rows
         if row["status"] in REJECTED_STATUSES
     ][:limit]

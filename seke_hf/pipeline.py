@@ -170,8 +170,11 @@ def annotate_all(
                 "completion": tally.usage.completion_tokens,
                 "cached": tally.usage.cached_tokens,
             },
-            "estimated_cost": round(tally.cost(prices), 4),
+            "estimated_cost": None if (cost := tally.cost(prices)) is None else round(cost, 4),
+            "prices": prices.describe(),
             "answered_from_cache": tally.cache_hits,
+            "retries": tally.retries,
+            "failed_requests": tally.failures,
         }
     finally:
         annotator.close()
@@ -223,7 +226,7 @@ def render_summary(summary: dict[str, Any], out: Path) -> str:
         if "status" in entry:
             lines.append("    status: " + ", ".join(f"{k} {v}" for k, v in sorted(entry["status"].items())))
             for example in entry["rejected_examples"][:3]:
-                lines.append(f"    rejected {example['sample_id']}: {example['reason']}")
+                lines.append(f"    {example.get('status', 'rejected')} {example['sample_id']}: {example['reason']}")
         if entry["released_rows"] != entry["rows"]:
             lines.append(
                 f"    {entry['rows'] - entry['released_rows']} rows without any label left out of the chat data"
@@ -234,11 +237,24 @@ def render_summary(summary: dict[str, Any], out: Path) -> str:
         lines.append("  left out (image missing or unreadable; the selection took other rows): " + "; ".join(
             f"{n} {reason} (e.g. {examples[reason][0]})" for reason, n in left_out.items()))  # fmt: skip
     usage = summary["usage"]
-    if usage:
+    if usage and usage["requests"] == usage["answered_from_cache"] == 0:
+        lines.append(
+            "  model: no request sent: nothing to ask, or datasets returned the annotated rows from its cache of an "
+            "identical earlier run"
+        )
+    elif usage:
         tokens = usage["tokens"]
         lines.append(
-            f"  model: {usage['requests']} requests ({usage['answered_from_cache']} answers from cache), tokens "
-            f"{tokens['prompt']} prompt / {tokens['completion']} completion, "
-            f"estimated cost ${usage['estimated_cost']:.2f}"
+            f"  model: {usage['requests']} requests sent ({usage.get('retries', 0)} retries, "
+            f"{usage.get('failed_requests', 0)} failed; {usage['answered_from_cache']} answers from cache), tokens "
+            f"{tokens['prompt']} prompt / {tokens['completion']} completion, " + _cost_line(usage)
         )
     return "\n".join(lines)
+
+
+def _cost_line(usage: Mapping[str, Any]) -> str:
+    """ "estimated cost $3.92 at gpt-4o prices (...)", or "not priced" when the prices are unknown."""
+    cost = usage.get("estimated_cost")
+    if cost is None:
+        return "not priced (give prices with --prices or --price-input/--price-output)"
+    return f"estimated cost ${cost:,.2f}" + (f" at {usage['prices']}" if usage.get("prices") else "")

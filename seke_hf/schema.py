@@ -1,4 +1,4 @@
-"""The one schema every corpus is read into (a fixed contract: see the architecture note).
+"""The one schema every corpus is read into (a fixed contract: see docs/architecture.md).
 
 One row per image or video frame. What a corpus does not annotate stays missing: expression -1, valence/arousal
 null, an AU -1 ("not coded"). Nothing is ever invented to fill a gap; that is the annotator's job, and it records

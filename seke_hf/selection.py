@@ -1,7 +1,7 @@
 """The FEID/FEAB selection protocol: pure functions from per-corpus metadata rows to a deterministic manifest.
 
 SEKE publishes the totals (FEID 26,238 training samples, FEAB 3,035 test samples) and the exact CK+ part; the
-other per-corpus counts and rules are not published (paper.md). This module is our reading, every number a
+other per-corpus counts and rules are not published (docs/paper.md). This module is our reading, every number a
 parameter (`SelectionParams`):
 
 - CK+: exactly the shipped split (`ckplus_feid_split.csv`), one peak frame per labelled sequence.

@@ -27,7 +27,7 @@ ANNOTATED_FEATURES = datasets.Features(
     }
 )
 
-# What each corpus labels by hand (paper.md): the rest is "generated" by the annotator.
+# What each corpus labels by hand (docs/paper.md): the rest is "generated" by the annotator.
 HUMAN_LEVELS = {"rafdb": ("expression",), "affectnet": ("expression", "valence_arousal"), "disfa": ("aus",)}
 
 

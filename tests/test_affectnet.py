@@ -1,4 +1,4 @@
-"""AffectNet: both releases, both configs, every marker and pitfall of corpora.md §3, on generated trees."""
+"""AffectNet: both releases, both configs, every marker and pitfall of docs/corpora.md §3, on generated trees."""
 
 from __future__ import annotations
 

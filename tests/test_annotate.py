@@ -52,11 +52,15 @@ def test_fills_each_missing_level_and_never_touches_human_labels(server, full, p
     assert out.data.column("image").equals(partial.data.column("image"))  # image bytes untouched, not re-encoded
     assert set(out.column_names) >= {"provenance", "uncertainty", "descriptions", "mc_samples", "requests"}
     assert server.stats()["requests"] == sum(out["requests"])
-    correct = {level: 0 for level in HIDDEN}
+    correct, rejected = dict.fromkeys(HIDDEN, 0), 0
     for before, after, truth in zip(partial, out, full, strict=True):
         hidden = {level for level in HIDDEN if after["provenance"][level] != "human"}
         assert len(hidden) == 1
         (level,) = hidden
+        if after["status"] == "rejected":  # a generated label the human labels contradict, or too uncertain
+            assert after["provenance"][level] == "missing" and after["status_reason"]
+            rejected += 1
+            continue
         assert after["status"] == "accepted", after["status_reason"]
         assert after["provenance"][level] == "generated"
         assert after["uncertainty"][level] is not None and 0 <= after["uncertainty"][level] <= 1
@@ -65,7 +69,7 @@ def test_fills_each_missing_level_and_never_touches_human_labels(server, full, p
         texts = after["descriptions"]
         assert all(texts[lvl] for lvl in HIDDEN) and len({texts[lvl] for lvl in HIDDEN}) == len(HIDDEN)
         assert "valence" in texts["valence_arousal"].lower()
-        assert after["mc_samples"] >= 4 and after["requests"] >= 1
+        assert after["mc_samples"] >= 5 and after["requests"] >= 2  # the greedy answer and the first votes
         for other in set(HIDDEN) - {level}:
             assert after["provenance"][other] == "human" and after["uncertainty"][other] is None
         # Human labels and untouched columns pass through unchanged.
@@ -86,7 +90,7 @@ def test_fills_each_missing_level_and_never_touches_human_labels(server, full, p
         else:
             assert set(after["aus"].values()) <= {0, 1}
             correct[level] += sum(after["aus"][au] == truth["aus"][au] for au in AUS) >= len(AUS) - 2
-    assert all(count >= 4 for count in correct.values()), correct  # 6 rows per level
+    assert all(count >= 4 for count in correct.values()) and rejected <= 3, (correct, rejected)  # 6 rows per level
 
 
 def test_fully_labelled_rows_cost_nothing(server, full, tmp_path):
@@ -104,14 +108,18 @@ def test_plain_image_dataset_without_label_columns(server, full, tmp_path):
     assert out["sample_id"] == plain["sample_id"]
     accepted = [(row, truth) for row, truth in zip(out, full, strict=False) if row["status"] == "accepted"]
     assert len(accepted) >= 4
-    for row, _ in accepted:
-        assert set(row["provenance"].values()) == {"generated"}
-        assert row["valence"] is not None and set(row["aus"].values()) <= {0, 1}
+    for row, _ in accepted:  # acceptance is per level: a level given up is missing, with the reason
+        assert "generated" in row["provenance"].values() and set(row["provenance"].values()) <= {"generated", "missing"}
+        assert ("missing" in row["provenance"].values()) == ("left missing" in row["status_reason"])
+        if row["provenance"]["aus"] == "generated":
+            assert set(row["aus"].values()) <= {0, 1}
     for row in out:
         if row["status"] == "rejected":  # the levels contradicted each other: nothing is kept, the reason is
             assert set(row["provenance"].values()) == {"missing"} and row["status_reason"]
             assert row["expression"] == -1 and row["valence"] is None and set(row["aus"].values()) == {-1}
-    assert sum(row["expression"] == truth["expression"] for row, truth in accepted) >= len(accepted) - 1
+    described = [(row, truth) for row, truth in accepted if row["provenance"]["expression"] == "generated"]
+    assert len(described) >= 3
+    assert sum(row["expression"] == truth["expression"] for row, truth in described) >= len(described) - 1
 
 
 def test_a_corrupt_image_fails_its_row_only_and_is_named(server, full, tmp_path):
@@ -144,11 +152,11 @@ def test_faults_cost_a_choice_or_a_retry_and_failures_are_retried_later(full, pa
         stats = server.stats()
         assert stats["faults"] == {"rate_limit": 2, "server_error": 1, "truncate": 3}
         assert stats["errors"] == {"429": 2, "500": 1}
-        assert out["status"] == ["accepted"] * 6, out["status_reason"]
+        assert "failed" not in out["status"], out["status_reason"]  # retried; a truncated choice only loses a vote
 
         # A request that keeps failing marks its example `failed` (nothing generated); a later run retries it.
         server.reset_stats()
-        server.inject("timeout", 2)
+        server.inject("timeout", 4)  # the greedy and the votes request run at once: each may take some
         flaky = annotator(server, tmp_path / "b", timeout=0.5, max_retries=1, backoff=0.05, max_concurrency=1)
         failed = annotate(rows.select(range(1)), flaky)
         assert failed["status"] == ["failed"] and "gave up after 2 attempts" in failed["status_reason"][0]
@@ -162,7 +170,7 @@ def test_servers_refusing_n_or_schemas_are_still_sampled(full, partial, tmp_path
     with SimulatedVLLM(truth=full, max_n=1, structured_output=False) as server:
         out = annotate(rows, annotator(server, tmp_path))
         stats = server.stats()
-    assert out["status"] == ["accepted"] * 6, out["status_reason"]
+    assert "failed" not in out["status"] and out["status"].count("accepted") >= 4, out["status_reason"]
     # After learning, one choice per request: (400s while learning) + one request per choice drawn.
     assert stats["choices"] == stats["completions"]
     assert stats["completions"] == sum(out["requests"])

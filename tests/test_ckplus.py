@@ -15,7 +15,7 @@ from seke_hf.registration import code_hash
 from seke_hf.schema import AUS, EXPRESSIONS
 from seke_hf.synthetic.ckplus import emotion_text, facs_text, write_ckplus
 
-# CK+ README codes -> canonical names (corpora.md §1.3), restated so a changed table in the builder fails a test.
+# CK+ README codes -> canonical names (docs/corpora.md §1.3), restated so a changed table in the builder fails a test.
 README_CODES = {
     0: "neutral", 1: "anger", 2: "contempt", 3: "disgust", 4: "fear", 5: "happiness", 6: "sadness", 7: "surprise",
 }  # fmt: skip
@@ -35,7 +35,7 @@ def small_tree(tmp_path):
 
 
 def expected_aus(facs: dict[int, int]) -> tuple[dict[str, int], dict[str, int]]:
-    """The corpora.md §1.3 reading of a FACS file, written out independently of the builder."""
+    """The docs/corpora.md §1.3 reading of a FACS file, written out independently of the builder."""
     aus, intensity = dict.fromkeys(AUS, 0), dict.fromkeys(AUS, 0)
     for number, value in facs.items():
         if f"AU{number}" in AUS:

@@ -279,7 +279,7 @@ def test_build_cli_end_to_end_with_a_simulated_model(corpora_root, tmp_path, cap
     out = tmp_path / "build"
     with SimulatedVLLM(truth=truth) as server:
         common = ["--corpora-root", str(corpora_root), "--base-url", server.base_url, "--limit", "12",
-                  "--max-samples", "6", "--selection", json.dumps(SMALL)]  # fmt: skip
+                  "--max-samples", "6", "--selection", json.dumps(SMALL), "--prices", "gpt-4o"]  # fmt: skip
         assert _build_cli([*common, "--out", str(out)]) == 0
         requests = server.stats()["requests"]
         # The same build again, as an annotations-only release: every answer comes from the request cache.

@@ -87,8 +87,8 @@ def test_a_given_manifest_row_whose_image_fails_is_left_out_and_named(tmp_path):
 def test_a_corpus_that_yields_no_row_is_an_error_naming_its_folder(tmp_path, capsys):
     root = tmp_path / "root"
     write_corpora(root, corpora=("ckplus", "rafdb"))
-    label_file = next((root / "RAF-DB").rglob("list_patition_label.txt"))
-    label_file.write_text("not a label line\nnor this one\n")
+    for image in [p for p in (root / "RAF-DB").rglob("*") if p.suffix.lower() in (".jpg", ".png")]:
+        image.rename(image.with_name("renamed_" + image.name))  # labels that parse, but no face under their names
     with pytest.raises(CorpusError, match=r"rafdb: the folder .*RAF-DB yields no row"):
         feid.build(root, cache_dir=str(tmp_path / "cache"))
     # ... and `seke-hf build` says so and fails, instead of building FEID without RAF-DB.

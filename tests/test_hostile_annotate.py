@@ -27,7 +27,7 @@ ANNOTATE_TWICE = textwrap.dedent(
     for _ in range(2):  # the second run is served from the datasets cache, while a prefetch has rows to read
         annotator = SVUAMCAnnotator(base_url=base_url, cache_dir=cache, progress=False, max_concurrency=2)
         out = annotator.annotate(datasets.load_from_disk(data), batch_size=4)
-        print(out["status"].count("accepted"), flush=True)
+        print(len(out) - out["status"].count("failed"), flush=True)  # every row decided, none failed
         annotator.close()
     """
 )

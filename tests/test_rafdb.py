@@ -12,7 +12,7 @@ from seke_hf.loading_scripts.raw_files import CorpusLayoutError
 from seke_hf.schema import AUS, EXPRESSIONS
 from seke_hf.synthetic.rafdb import write_rafdb
 
-# The official README's table (corpora.md §2.2), restated here so a changed table in the builder fails a test.
+# The official README's table (docs/corpora.md §2.2), restated here so a changed table in the builder fails a test.
 README_CODES = {1: "surprise", 2: "fear", 3: "disgust", 4: "happiness", 5: "sadness", 6: "anger", 7: "neutral"}
 
 

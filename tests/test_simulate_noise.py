@@ -12,7 +12,7 @@ from seke_hf.schema import AUS, EXPRESSIONS
 from seke_hf.simulate import SimulatedVLLM
 from seke_hf.simulate.accounting import PromptCache, count_text_tokens, image_tokens
 from seke_hf.simulate.answer import render
-from seke_hf.simulate.noise import CONFUSIONS, Labels, NoiseModel, Priors, Sample
+from seke_hf.simulate.noise import CONFUSIONS, PROFILES, Labels, NoiseModel, Priors, Sample
 from seke_hf.simulate.request import AnswerSpec, RequestError, check_strict_schema, parse_priors, parse_request
 
 FEAR = Labels("fear", -0.6, 0.7, frozenset({"AU1", "AU2", "AU4", "AU5", "AU20", "AU26"}))
@@ -199,3 +199,66 @@ def test_action_units_as_objects():
     assert spec.aus == {"AU6": "AU6", "AU12": "AU12"}
     answer = json.loads(render(Sample("happiness", 0.5, 0.2, ("AU12",)), spec))
     assert answer == {"action_units": [{"au": "AU12", "present": True}]}
+
+
+# -- profiles ---------------------------------------------------------------------------------------------------------
+def faces(count: int = 400):
+    """(truth, difficulty, key) of varied faces: every expression, difficulties spread like the truth table's."""
+    from seke_hf.simulate.noise import PROTOTYPE_AUS, VA_ANCHORS
+    from seke_hf.simulate.truth import derived_difficulty
+
+    for k in range(count):
+        expression = EXPRESSIONS[k % 8]
+        truth = Labels(expression, *VA_ANCHORS[expression], frozenset(PROTOTYPE_AUS[expression]))
+        yield truth, derived_difficulty(f"face{k}"), f"face{k}"
+
+
+def test_profiles_are_named_and_documented():
+    assert {"default", "ambivalent-aus", "noisy-va", "confident-errors"} <= set(PROFILES)
+    assert all(profile.summary for profile in PROFILES.values())
+    assert NoiseModel.from_profile("default") == NoiseModel()
+    assert NoiseModel.from_profile("noisy-va", seed=3).seed == 3
+    with pytest.raises(ValueError, match="unknown noise profile 'shaky'"):
+        NoiseModel.from_profile("shaky")
+    with pytest.raises(TypeError, match="either noise= or profile="):
+        SimulatedVLLM(noise=NoiseModel(), profile="noisy-va")
+    with SimulatedVLLM(profile="confident-errors", seed=2) as server:
+        assert server.noise == NoiseModel.from_profile("confident-errors", seed=2)
+
+
+def test_ambivalent_aus_profile_names_many_aus_of_a_face_half_the_time():
+    ambivalent = NoiseModel.from_profile("ambivalent-aus")
+    middle = [sum(0.25 <= p <= 0.75 for p in ambivalent.belief(t, d, key=k).aus.values()) for t, d, k in faces()]
+    plain = [sum(0.25 <= p <= 0.75 for p in NoiseModel().belief(t, d, key=k).aus.values()) for t, d, k in faces()]
+    assert np.mean(middle) >= 4 and np.mean(np.array(middle) >= 3) > 0.8  # many AUs of most faces
+    assert np.mean(plain) < 1.5
+
+
+def test_noisy_va_profile_spreads_samples_by_015_to_025():
+    model, rng = NoiseModel.from_profile("noisy-va"), np.random.default_rng(0)
+    spreads = []
+    for truth, d, key in faces(100):
+        belief = model.belief(truth, d, key=key)
+        spreads.append(np.std([model.sample(belief, rng, temperature=0.8).valence for _ in range(40)]))
+    assert 0.15 <= np.mean(spreads) <= 0.25
+
+
+def test_confident_errors_profile_greedy_beats_the_sampled_majority():
+    model, rng = NoiseModel.from_profile("confident-errors"), np.random.default_rng(0)
+    greedy = majority = 0
+    for truth, d, key in faces():
+        belief = model.belief(truth, d, key=key)
+        greedy += model.sample(belief, rng, temperature=0).expression == truth.expression
+        votes = Counter(model.sample(belief, rng, temperature=0.8).expression for _ in range(16))
+        majority += votes.most_common(1)[0][0] == truth.expression
+    assert greedy > majority + 12  # 400 faces: temperature flattens toward the confusions
+    # A wrong belief is confident: its top keeps most of the probability.
+    wrong = [b for t, d, k in faces() if (b := model.belief(t, d, key=k)).top_expression != t.expression]
+    assert wrong and np.mean([b.confidence for b in wrong]) > 0.85
+
+
+def test_simulate_command_names_the_profiles(capsys):
+    from seke_hf.cli import main
+
+    assert main(["simulate", "--truth", "unused.jsonl", "--profile", "shaky"]) == 1
+    assert "expected one of default, ambivalent-aus" in capsys.readouterr().err

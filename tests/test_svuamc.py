@@ -1,8 +1,7 @@
-"""The pure SV-UAMC algorithm: stopping rules, aggregation, uncertainty, verification and acceptance."""
+"""The pure SV-UAMC algorithm: schedule, stopping rules, aggregation, posterior uncertainty and acceptance."""
 
 from __future__ import annotations
 
-import math
 import random
 
 import pytest
@@ -10,7 +9,6 @@ import pytest
 from seke_hf.annotate import prompts, svuamc
 from seke_hf.annotate.svuamc import AU_LEVEL, EXPRESSION, VALENCE_AROUSAL, Sample, SVUAMCConfig
 from seke_hf.knowledge import consistency
-from seke_hf.schema import AUS
 
 CONFIG = SVUAMCConfig()
 LENIENT = SVUAMCConfig(max_uncertainty={EXPRESSION: 1.0})  # never rejects for disagreement alone
@@ -26,90 +24,105 @@ def test_prob_greater_is_the_beta_tail():
     assert svuamc.prob_greater(8, 2) > svuamc.prob_greater(7, 3) > svuamc.prob_greater(6, 4)
 
 
-def test_expression_stops_on_unanimity_not_on_a_split():
-    assert svuamc.expression_vote(["happiness"] * 4, 0.95).decided
-    split = svuamc.expression_vote(["happiness"] * 3 + ["surprise"], 0.95)
-    assert not split.decided and split.label == "happiness"
-    assert split.candidates == ("happiness", "surprise")
-    assert split.uncertainty == pytest.approx(0.25)
-    # More agreement decides eventually; an even split never does.
-    assert svuamc.expression_vote(["fear"] * 9 + ["surprise"], 0.95).decided
-    assert not svuamc.expression_vote(["fear"] * 8 + ["surprise"] * 8, 0.95).decided
+def test_beta_band_probabilities():
+    assert svuamc.prob_between(0.0, 1.0, 3, 5) == pytest.approx(1.0)
+    assert svuamc.beta_cdf(0.5, 4, 4) == pytest.approx(0.5)
+    assert svuamc.prob_between(0.2, 0.8, 2, 2) > svuamc.prob_between(0.2, 0.8, 4, 0)  # 2 of 4 sits in the middle
 
 
-def test_expression_ties_break_by_label_order_and_invalid_votes_do_not_count():
-    tie = svuamc.expression_vote(["surprise", "fear", None, "surprise", "fear"], 0.95)
-    assert tie.label == "fear"  # EXPRESSIONS order: fear before surprise
-    assert sum(tie.counts.values()) == 4
+def test_the_greedy_answer_stands_unless_the_votes_decisively_beat_it():
+    split = svuamc.expression_vote(["surprise"] * 3 + ["fear"], 0.95, greedy="fear")
+    assert split.label == "fear" and not split.settled  # 3 votes to 1 + 2 for the greedy answer: not decisive
+    assert split.candidates[:2] == ("fear", "surprise")
+    beaten = svuamc.expression_vote(["surprise"] * 9, 0.95, greedy="fear")
+    assert beaten.label == "surprise" and beaten.settled
+    assert svuamc.expression_vote(["fear"] * 8 + ["surprise"] * 8, 0.95).label == "fear"  # ties: label order
     empty = svuamc.expression_vote([None, None], 0.95)
-    assert empty.label is None and not empty.decided and empty.uncertainty == 1.0
+    assert empty.label is None and not empty.settled and empty.uncertainty == 1.0
 
 
-def test_each_au_must_be_decisively_above_or_below_half():
-    votes = [frozenset({"AU6", "AU12"})] * 4
-    unanimous = svuamc.au_vote(votes, 0.95)
-    assert unanimous.decided and unanimous.active == {"AU6", "AU12"} and unanimous.uncertainty == 0.0
-    contested = svuamc.au_vote(
-        [*votes[:2], frozenset({"AU6", "AU12", "AU25"}), frozenset({"AU6", "AU12", "AU25"})], 0.95
-    )
-    assert contested.undecided == ("AU25",)
-    assert contested.shares["AU25"] == 0.5 and "AU25" not in contested.active  # a tie is not a majority
-    assert contested.uncertainty == pytest.approx(1 / len(AUS))  # one AU at maximal binary entropy
+def test_uncertainty_is_a_posterior_that_orders_rows_that_stopped_early():
+    four = svuamc.expression_vote(["happiness"] * 4, 0.95, greedy="happiness")
+    twelve = svuamc.expression_vote(["happiness"] * 12, 0.95, greedy="happiness")
+    split = svuamc.expression_vote(["happiness"] * 3 + ["surprise"], 0.95, greedy="happiness")
+    assert four.settled and twelve.settled
+    assert 0 < twelve.uncertainty < four.uncertainty < split.uncertainty  # four unanimous votes are not certainty
+    assert four.uncertainty == pytest.approx(1 - 7 / 8)  # (4 + 2 + 1) / (6 + 2)
+    aus = [frozenset({"AU6", "AU12"})] * 4
+    unanimous = svuamc.au_vote(aus, 0.8, greedy=frozenset({"AU6", "AU12"}))
+    assert unanimous.settled and 0 < unanimous.uncertainty < 0.2
 
 
-def test_valence_arousal_decided_by_standard_error():
-    tight = svuamc.va_vote([(0.5, 0.3), (0.52, 0.31), (0.49, 0.29), (0.51, 0.3)], 0.08)
-    assert tight.decided and tight.valence == pytest.approx(0.505) and tight.uncertainty < 0.02
-    spread = svuamc.va_vote([(0.8, 0.3), (-0.4, 0.1), (0.2, -0.5), (0.6, 0.6)], 0.08)
-    assert not spread.decided and spread.uncertainty > 0.3
-    assert not svuamc.va_vote([(0.1, 0.1)], 0.08).decided  # one sample has no standard error
+def test_an_ambivalent_au_settles_on_the_greedy_answer_and_is_flagged():
+    votes = [frozenset({"AU6", "AU12", "AU25"})] * 2 + [frozenset({"AU6", "AU12"})] * 2
+    vote = svuamc.au_vote(votes, 0.8, greedy=frozenset({"AU6", "AU12", "AU25"}))
+    assert vote.ambiguous == ("AU25",) and vote.settled  # share 1/2: more votes would only confirm it
+    assert vote.active == {"AU6", "AU12", "AU25"}  # the greedy answer decides it
+    clear = svuamc.au_vote(votes[2:] * 4, 0.8, greedy=frozenset({"AU6", "AU12", "AU25"}))
+    assert clear.active == {"AU6", "AU12"} and "AU25" in clear.decisive  # eight votes against beat the greedy answer
+    assert vote.uncertainty > clear.uncertainty
 
 
-def test_sampling_schedule_stops_when_decided_or_at_the_budget():
-    config = SVUAMCConfig(min_samples=4, max_samples=10, round_samples=3)
+def test_valence_arousal_weights_the_greedy_answer_and_settles_by_standard_error():
+    tight = svuamc.va_vote([(0.5, 0.3), (0.52, 0.31), (0.49, 0.29), (0.51, 0.3)], 0.1, greedy=(0.5, 0.3))
+    assert tight.settled and tight.valence == pytest.approx((2.02 + 1.0) / 6) and tight.uncertainty < 0.1
+    spread = svuamc.va_vote([(0.8, 0.3), (-0.4, 0.1), (0.2, -0.5), (0.6, 0.6)], 0.1)
+    assert not spread.settled and spread.uncertainty > 0.3
+    greedy_only = svuamc.va_vote([], 0.1, greedy=(0.2, 0.1))
+    assert greedy_only.settled and greedy_only.valence == pytest.approx(0.2)
+
+
+GREEDY = Sample("happiness", 0.7, 0.4, frozenset({"AU6", "AU12"}), {"expression": "a smile"})
+
+
+def test_schedule_first_votes_then_one_follow_up_sized_to_the_decision():
+    config = SVUAMCConfig(min_samples=4, max_samples=12)
+    assert svuamc.next_round(svuamc.aggregate([], ALL, config, GREEDY), config) == 4
     easy = [Sample("happiness", 0.7, 0.4, frozenset({"AU6", "AU12"}))] * 4
-    agg = svuamc.aggregate([], ALL, config)
-    assert svuamc.next_round(agg, config) == 4
-    assert svuamc.next_round(svuamc.aggregate(easy, ALL, config), config) == 0
-    hard = [Sample(e, 0.1 * i, 0.0, frozenset()) for i, e in enumerate(["fear", "surprise"] * 2)]
-    assert svuamc.next_round(svuamc.aggregate(hard, ALL, config), config) == 3
-    assert svuamc.next_round(svuamc.aggregate(hard * 2, ALL, config), config) == 2  # 8 drawn, 10 allowed
-    assert svuamc.next_round(svuamc.aggregate(hard * 3, ALL, config), config) == 0
-    assert svuamc.next_round(svuamc.aggregate(easy, (), config), config) == 0  # nothing asked
+    assert svuamc.next_round(svuamc.aggregate(easy, ALL, config, GREEDY), config, rounds=1) == 0
+    hard = [Sample(e, 0.7, 0.4, frozenset({"AU6", "AU12"})) for e in ("surprise", "surprise", "happiness", "fear")]
+    agg = svuamc.aggregate(hard, ALL, config, GREEDY)
+    assert agg.unsettled == (EXPRESSION,)
+    assert svuamc.next_round(agg, config, rounds=1) == 8  # no clear lead: straight to the budget
+    assert svuamc.next_round(agg, config, rounds=2) == 0  # one follow-up at most
+    lead = svuamc.aggregate([Sample("happiness")] * 3 + [Sample("surprise")], (EXPRESSION,), config, GREEDY)
+    small = svuamc.next_round(lead, config, rounds=1)
+    assert 1 <= small < 8
+    # A request whose prompt costs as much as 10 votes is not sent for fewer than 5 of them.
+    assert svuamc.next_round(lead, config, rounds=1, overhead=10.0) == max(small, 5)
+    assert svuamc.next_round(svuamc.aggregate([], (), config, GREEDY), config) == 0  # nothing asked
+    assert svuamc.next_round(svuamc.aggregate([], ALL, SVUAMCConfig(min_samples=0)), SVUAMCConfig(min_samples=0)) == 0
 
 
-def test_projected_rounds_draw_what_the_lead_needs_in_one_request():
-    lead = svuamc.aggregate([Sample("anger")] * 3 + [Sample("disgust")], (EXPRESSION,), CONFIG)
-    k = svuamc.next_round(lead, CONFIG)
-    assert 4 < k < 12
-    total = 4 + k  # at the same 3:1 share, that many votes pass the rule, one fewer does not
-    assert svuamc.prob_greater(3 * total // 4, -(-total // 4)) >= CONFIG.confidence
-    assert svuamc.prob_greater(3 * (total - 1) // 4, -(-(total - 1) // 4)) < CONFIG.confidence
-    tie = svuamc.aggregate([Sample("anger"), Sample("disgust")] * 2, (EXPRESSION,), CONFIG)
-    assert svuamc.next_round(tie, CONFIG) == 12  # no lead to project: straight to the budget
-    noisy_va = svuamc.aggregate(
-        [Sample(valence=v, arousal=0.0) for v in (0.1, 0.5, -0.2, 0.3)], (VALENCE_AROUSAL,), CONFIG
-    )
-    sd = svuamc._sd([0.1, 0.5, -0.2, 0.3])
-    assert 4 + svuamc.next_round(noisy_va, CONFIG) == min(16, math.ceil((sd / CONFIG.va_tolerance) ** 2))
+def test_request_overhead_is_the_prompt_in_units_of_one_vote():
+    assert svuamc.request_overhead(prompt_cost=0.003, completion_cost=0.0015, choices=5) == pytest.approx(10.0)
+    assert svuamc.request_overhead(0.003, 0.0, 5) == 0.0
 
 
-def test_adaptive_sampling_spends_on_hard_examples_only():
-    """Over simulated vote streams, easy examples stop at min_samples and hard ones use the budget."""
+def test_ambivalent_aus_never_push_a_row_to_the_budget():
+    """Over simulated vote streams: coin-flip AUs stop at the first votes, a split expression gets one follow-up."""
     rng = random.Random(0)
 
-    def drawn(p_top: float) -> int:
+    def drawn(p_top: float, p_au: float) -> int:
         samples: list[Sample | None] = []
-        agg = svuamc.aggregate(samples, (EXPRESSION,), CONFIG)
-        while (k := svuamc.next_round(agg, CONFIG)) > 0:
-            samples += [Sample("happiness" if rng.random() < p_top else "surprise") for _ in range(k)]
-            agg = svuamc.aggregate(samples, (EXPRESSION,), CONFIG)
+        rounds, agg = 0, svuamc.aggregate([], (EXPRESSION, AU_LEVEL), CONFIG, GREEDY)
+        while (k := svuamc.next_round(agg, CONFIG, rounds)) > 0:
+            samples += [
+                Sample(
+                    "happiness" if rng.random() < p_top else "surprise",
+                    aus=frozenset(au for au in ("AU6", "AU12", "AU25", "AU26") if rng.random() < p_au),
+                )
+                for _ in range(k)
+            ]
+            rounds += 1
+            agg = svuamc.aggregate(samples, (EXPRESSION, AU_LEVEL), CONFIG, GREEDY)
         return len(samples)
 
-    easy = [drawn(0.99) for _ in range(200)]
-    hard = [drawn(0.55) for _ in range(200)]
-    assert sum(easy) / len(easy) < 5
-    assert sum(hard) / len(hard) > 12
+    ambivalent = [drawn(0.99, 0.5) for _ in range(200)]
+    hard = [drawn(0.55, 0.0) for _ in range(200)]
+    assert sum(ambivalent) / len(ambivalent) < CONFIG.min_samples + 1
+    assert sum(hard) / len(hard) > CONFIG.max_samples - 2
+    assert max(hard) <= CONFIG.max_samples
 
 
 def test_bad_choices_are_drawn_but_do_not_vote():
@@ -117,62 +130,69 @@ def test_bad_choices_are_drawn_but_do_not_vote():
     assert agg.samples == 4 and sum(agg.expression.counts.values()) == 2
 
 
-def test_verification_settles_only_among_candidates():
-    samples = [Sample("fear", description="wide eyes")] * 8 + [Sample("surprise", description="raised brows")] * 8
-    agg = svuamc.aggregate(samples, (EXPRESSION,), CONFIG)
-    contest = svuamc.contest(agg, CONFIG)
-    assert set(contest.expressions) == {"fear", "surprise"} and not contest.aus
-    decision = svuamc.decide(samples, agg, LENIENT, verdict=Sample("surprise"), contested=contest)
-    assert decision.status == "accepted"
-    result = decision.levels[EXPRESSION]
-    assert result.value == "surprise" and result.verified and result.description == "raised brows"
-    outside = svuamc.decide(samples, agg, LENIENT, verdict=Sample("anger"), contested=contest)
-    assert outside.levels[EXPRESSION].value == "fear"  # the majority (tie -> label order) stands
-    assert not svuamc.contest(agg, SVUAMCConfig(verify=False))
+def test_descriptions_come_from_the_greedy_answer_when_it_agrees():
+    votes = [Sample("happiness")] * 4
+    agg = svuamc.aggregate(votes, (EXPRESSION,), CONFIG, GREEDY)
+    decision = svuamc.decide(votes, agg, CONFIG)
+    assert decision.status == "accepted" and decision.levels[EXPRESSION].description == "a smile"
+    beaten = [Sample("surprise")] * 12
+    agg = svuamc.aggregate(beaten, (EXPRESSION,), CONFIG, GREEDY)
+    decision = svuamc.decide(beaten, agg, CONFIG)
+    assert decision.levels[EXPRESSION].value == "surprise" and decision.levels[EXPRESSION].description is None
 
 
-def test_contested_aus_take_the_verdict_and_keep_their_uncertainty():
-    samples = [Sample(aus=frozenset({"AU12", "AU25"}))] * 3 + [Sample(aus=frozenset({"AU12"}))] * 3
-    agg = svuamc.aggregate(samples, (AU_LEVEL,), CONFIG)
-    contest = svuamc.contest(agg, CONFIG)
-    assert contest.aus == ("AU25",)
-    decision = svuamc.decide(samples, agg, CONFIG, verdict=Sample(aus=frozenset({"AU25"})), contested=contest)
-    assert decision.status == "accepted"
-    assert decision.levels[AU_LEVEL].value == {"AU12", "AU25"}
-    assert decision.levels[AU_LEVEL].uncertainty == pytest.approx(1 / len(AUS))
+SMILING = {"aus": {"AU6": 1, "AU12": 1, "AU4": 0, "AU15": 0}}
 
 
-def test_knowledge_picks_the_consistent_candidate_and_rejects_contested_contradictions():
-    human = {"aus": {"AU6": 1, "AU12": 1, "AU4": 0, "AU15": 0}}
-    samples = [Sample("happiness")] * 7 + [Sample("sadness")] * 9
-    agg = svuamc.aggregate(samples, (EXPRESSION,), LENIENT)
-    contest = svuamc.contest(agg, LENIENT)
-    decision = svuamc.decide(samples, agg, LENIENT, contested=contest, human=human, consistency=consistency)
-    assert decision.status == "accepted" and decision.levels[EXPRESSION].value == "happiness"
-    assert decision.levels[EXPRESSION].verified
-
-    # Contested and contradicting the human AUs whatever the candidate: rejected, with the reason.
-    angry = {"aus": {"AU4": 1, "AU5": 1, "AU7": 1, "AU23": 1, "AU12": 0, "AU14": 0}}
-    samples = [Sample("happiness")] * 9 + [Sample("contempt")] * 7
-    agg = svuamc.aggregate(samples, (EXPRESSION,), LENIENT)
-    contest = svuamc.contest(agg, LENIENT)
-    rejected = svuamc.decide(samples, agg, LENIENT, contested=contest, human=angry, consistency=consistency)
-    assert rejected.status == "rejected" and "inconsistent" in rejected.reason and "undecided" in rejected.reason
-    assert not rejected.levels
-
-
-def test_a_decided_answer_contradicting_knowledge_is_kept_unless_asked_otherwise():
-    human = {"aus": {"AU6": 1, "AU12": 1, "AU4": 0, "AU15": 0}}
+def test_human_labels_outrank_the_agreement_of_samples():
+    """Unanimous votes contradicting the human AUs are never kept: the supported consistent candidate, or reject."""
     sure = [Sample("sadness")] * 4
-    agg = svuamc.aggregate(sure, (EXPRESSION,), CONFIG)
-    kept = svuamc.decide(sure, agg, CONFIG, human=human, consistency=consistency)
+    agg = svuamc.aggregate(sure, (EXPRESSION,), CONFIG, Sample("sadness"))
+    rejected = svuamc.decide(sure, agg, CONFIG, human=SMILING, consistency=consistency)
+    assert rejected.status == "rejected" and "inconsistent with emotion knowledge" in rejected.reason
+    kept = svuamc.decide(sure, agg, SVUAMCConfig(on_inconsistent="keep"), human=SMILING, consistency=consistency)
     assert kept.status == "accepted" and "kept despite knowledge issues" in kept.reason
-    strict = SVUAMCConfig(reject_inconsistent="always")
-    assert svuamc.decide(sure, agg, strict, human=human, consistency=consistency).status == "rejected"
-    # Human labels alone are never held against the example.
-    assert svuamc.decide([], svuamc.aggregate([], (), CONFIG), CONFIG, human=human, consistency=consistency).status == (
-        "accepted"
-    )
+
+    # The votes named a consistent candidate often enough: it replaces the greedy answer.
+    split = [Sample("happiness")] * 5
+    agg = svuamc.aggregate(split, (EXPRESSION,), CONFIG, Sample("sadness"))
+    assert agg.expression.label == "sadness"  # 5 votes against the greedy answer's 2: not decisive
+    fallback = svuamc.decide(split, agg, CONFIG, human=SMILING, consistency=consistency)
+    assert fallback.status == "accepted" and fallback.levels[EXPRESSION].value == "happiness"
+    assert "knowledge fallback (expression)" in fallback.reason
+    strict = svuamc.decide(split, agg, SVUAMCConfig(on_inconsistent="reject"), human=SMILING, consistency=consistency)
+    assert strict.status == "rejected"
+
+
+def test_generated_aus_are_repaired_toward_the_human_expression():
+    votes = [Sample(aus=frozenset({"AU6"}))] * 4
+    agg = svuamc.aggregate(votes, (AU_LEVEL,), CONFIG, Sample(aus=frozenset({"AU6"})))
+    decision = svuamc.decide(votes, agg, CONFIG, human={"expression": "happiness"}, consistency=consistency)
+    assert decision.status == "accepted" and decision.levels[AU_LEVEL].value == {"AU6", "AU12"}
+    assert "knowledge fallback (aus)" in decision.reason
+
+
+def test_a_score_of_exactly_the_threshold_fails():
+    """"neutral with active AU14" scores exactly 0.5: contempt, when the votes name it, is preferred; else reject."""
+    human = {"aus": {"AU14": 1, "AU12": 0}}
+    assert consistency(expression="neutral", aus=human["aus"]).score == pytest.approx(0.5)
+    votes = [Sample("neutral")] * 4
+    agg = svuamc.aggregate(votes, (EXPRESSION,), CONFIG, Sample("neutral"))
+    assert svuamc.decide(votes, agg, CONFIG, human=human, consistency=consistency).status == "rejected"
+    votes = [Sample("contempt")] * 3 + [Sample("neutral")]
+    agg = svuamc.aggregate(votes, (EXPRESSION,), CONFIG, Sample("neutral"))
+    decision = svuamc.decide(votes, agg, CONFIG, human=human, consistency=consistency)
+    assert decision.status == "accepted" and decision.levels[EXPRESSION].value == "contempt"
+
+
+def test_disagreeing_levels_raise_the_uncertainty():
+    calm = [Sample("happiness", 0.7, 0.35)] * 4
+    far = [Sample("happiness", -0.3, -0.5)] * 4
+    levels = (EXPRESSION, VALENCE_AROUSAL)
+    near = svuamc.decide(calm, svuamc.aggregate(calm, levels, LENIENT, calm[0]), LENIENT, consistency=consistency)
+    off = svuamc.decide(far, svuamc.aggregate(far, levels, LENIENT, far[0]), LENIENT)
+    assert off.levels[EXPRESSION].uncertainty > near.levels[EXPRESSION].uncertainty
+    assert off.levels[VALENCE_AROUSAL].uncertainty > near.levels[VALENCE_AROUSAL].uncertainty
 
 
 def test_a_level_left_too_uncertain_rejects_the_example():
@@ -208,6 +228,8 @@ def test_schema_asks_only_for_the_requested_levels():
     fmt = prompts.response_format((AU_LEVEL,), aus=("AU25", "AU26"))
     schema = fmt["json_schema"]["schema"]
     assert set(schema["properties"]) == {"action_units", "descriptions"}
+    votes = prompts.response_format((EXPRESSION,), descriptions=False)["json_schema"]["schema"]
+    assert set(votes["properties"]) == {"expression"}  # votes are labels only
     assert schema["properties"]["descriptions"]["required"] == ["expression", "valence_arousal", "aus"]
     assert schema["required"] == list(schema["properties"]) and schema["additionalProperties"] is False
     assert schema["properties"]["action_units"]["items"]["enum"] == ["AU25", "AU26"]
@@ -225,6 +247,31 @@ def test_conflicting_human_labels_do_not_reject_what_was_generated():
     human = {"expression": "happiness", "aus": {"AU4": 1, "AU12": 0, "AU14": 0}}  # contradict each other
     samples = [Sample(valence=v, arousal=0.2) for v in (0.9, -0.3, 0.5, 0.1)] * 4  # contested valence
     agg = svuamc.aggregate(samples, (VALENCE_AROUSAL,), LENIENT)
-    assert not agg.va.decided
+    assert not agg.va.settled
     decision = svuamc.decide(samples, agg, LENIENT, human=human, consistency=consistency)
     assert decision.status == "accepted" and "human labels contradict" in decision.reason
+
+
+def test_rewriting_agreed_aus_to_excuse_a_generated_expression_costs_their_odds():
+    sad_face = frozenset({"AU1", "AU4", "AU15"})
+    votes = [Sample("neutral", aus=sad_face)] * 4 + [Sample("sadness", aus=sad_face)]
+    agg = svuamc.aggregate(votes, (EXPRESSION, AU_LEVEL), LENIENT, Sample("neutral", aus=sad_face))
+    decision = svuamc.decide(votes, agg, LENIENT, consistency=consistency)
+    # "neutral" with the three agreed AUs removed would pass too, at the odds (1/8)**3: the sad face wins.
+    assert decision.status == "accepted" and decision.levels[EXPRESSION].value == "sadness"
+    assert decision.levels[AU_LEVEL].value == sad_face
+    assert decision.levels[EXPRESSION].uncertainty > 0.7  # one vote of five: flagged, not trusted
+
+
+def test_a_level_given_up_leaves_the_others_of_the_row():
+    """Acceptance is per level: an uncertain or contradicted expression does not take the row's other labels."""
+    votes = [Sample(e, 0.7, 0.4) for e in ("anger", "disgust", "fear", "sadness")] * 3
+    agg = svuamc.aggregate(votes, (EXPRESSION, VALENCE_AROUSAL), CONFIG)
+    decision = svuamc.decide(votes, agg, CONFIG)
+    assert decision.status == "accepted" and set(decision.levels) == {VALENCE_AROUSAL}
+    assert "expression left missing: expression uncertain" in decision.reason
+    sure = [Sample("sadness", 0.7, 0.4)] * 4  # a sad label on a smiling face, a pleasant valence: the label goes
+    agg = svuamc.aggregate(sure, (EXPRESSION, VALENCE_AROUSAL), CONFIG, Sample("sadness", 0.7, 0.4))
+    decision = svuamc.decide(sure, agg, CONFIG, human=SMILING, consistency=consistency)
+    assert decision.status == "accepted" and set(decision.levels) == {VALENCE_AROUSAL}
+    assert "expression left missing: inconsistent with emotion knowledge" in decision.reason

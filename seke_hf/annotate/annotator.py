@@ -4,10 +4,12 @@
     ds = ds.map(annotator, batched=True, batch_size=32)  # also with num_proc > 1
 
 For each row it asks a vision LLM only for the levels the humans left empty, with the human labels as facts in the
-prompt, samples adaptively (`svuamc`), verifies what stays contested, and writes: the filled levels (a human label is
+prompt: one temperature-0 answer with descriptions and, in the same moment, a request of label-only votes, then at
+most one follow-up sized to the decision (`svuamc`); it writes: the filled levels (a human label is
 never overwritten), `provenance`, `uncertainty`, `descriptions` (structs keyed `expression`, `valence_arousal`,
-`aus`), `mc_samples`, `requests`, `status` (`accepted`, `rejected`, `failed`) and `status_reason`. Other columns
-pass through untouched.
+`aus`), `mc_samples`, `requests`, `status` (`accepted`, `rejected`, `failed`) and `status_reason`. Acceptance is
+per level: an accepted row may leave a requested level `missing` (too uncertain, or contradicting the human labels;
+the reason says which), a rejected row generated nothing. Other columns pass through untouched.
 
 Rows of a batch are annotated concurrently on an event loop owned by the annotator (its own thread, so it also
 works inside notebooks). `map` waits for each batch's slowest row, so use batches several times `max_concurrency`,
@@ -16,9 +18,9 @@ or call `annotator.prefetch(ds)` first to keep requests flowing across batches. 
 retried by the next run.
 
 Pickling keeps only configuration: the client, loop and cache connection are re-created lazily. The `datasets`
-fingerprint hashes what shapes the outputs (model, endpoint, prompts, sampling and verification settings, versions)
-and nothing else: the API key, the cache folder, concurrency, timeouts and prices are runtime settings, hidden from
-the hash (`_RuntimeSettings`).
+fingerprint hashes what shapes the outputs (model, endpoint, prompts, sampling and acceptance settings, prices: they
+size the follow-up requests, versions) and nothing else: the API key, the cache folder, concurrency and timeouts are
+runtime settings, hidden from the hash (`_RuntimeSettings`).
 """
 
 from __future__ import annotations
@@ -40,9 +42,20 @@ import pyarrow.compute as pc
 from datasets.utils._dill import pklregister
 
 from seke_hf.annotate import prompts, svuamc
+from seke_hf.annotate.batch_run import BatchOptions, annotate_in_batches, fingerprint_outcome
 from seke_hf.annotate.svuamc import AU_LEVEL, EXPRESSION, VALENCE_AROUSAL, Sample, SVUAMCConfig
 from seke_hf.knowledge import consistency
-from seke_hf.llm import DEFAULT_BASE_URL, ChatBackend, Prices, RequestCache, RequestFailed, image_data_url, read_number
+from seke_hf.llm import (
+    DEFAULT_BASE_URL,
+    ChatBackend,
+    Completion,
+    Prices,
+    RequestCache,
+    RequestFailed,
+    image_data_url,
+    read_number,
+)
+from seke_hf.llm.budget import Budget
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS, NOT_ANNOTATED
 
 logger = logging.getLogger(__name__)
@@ -53,8 +66,8 @@ _PREFETCH_CHUNK = 64
 UNREADABLE_IMAGE = "unreadable image"
 """How the reason of a row failed by its image starts: no later run can do better, so it is final."""
 
-VERIFY_ROUND = -1
-"""`sample_round` of the verification request in its cache key."""
+GREEDY_ROUND = -1
+"""`sample_round` of the greedy (temperature-0) request in its cache key."""
 
 SEED_STRIDE = 1000
 """Seeds of successive rounds differ by this much, so a fallback to single-choice requests (seeds `s + i`) never
@@ -71,8 +84,10 @@ class _RuntimeSettings:
     timeout: float = 60.0
     max_retries: int = 6
     backoff: float = 1.0
-    prices: Prices = field(default_factory=Prices)
     progress: bool = True
+    batch: BatchOptions | None = None
+    max_cost: float | None = None
+    batch_prices: Prices | None = None
 
 
 def _constant() -> None:
@@ -113,16 +128,47 @@ class _Result:
     descriptions: dict[str, str | None] = field(default_factory=dict)  # human levels: from the agreeing sample
 
 
+class _Asked:
+    """What one row's requests have brought back so far: the greedy answer, the votes, and their aggregate."""
+
+    def __init__(self, row: _Row, config: SVUAMCConfig) -> None:
+        self.levels = row.missing
+        self.greedy: Sample | None = None
+        self.samples: list[Sample | None] = []
+        self.rounds = self.requests = self.choices = 0
+        self.agg = svuamc.aggregate([], self.levels, config)
+
+    def add_greedy(self, completion: Completion, config: SVUAMCConfig) -> None:
+        self.greedy = prompts.parse_sample(completion.choices[0]) if completion.choices else None
+        self._count(completion, 1, config)
+
+    def add_votes(self, completion: Completion, k: int, config: SVUAMCConfig) -> None:
+        parsed = [prompts.parse_sample(text) for text in completion.choices[:k]]
+        self.samples += parsed + [None] * (k - len(parsed))  # a missing or bad choice is drawn but has no vote
+        self.rounds += 1
+        self._count(completion, k, config)
+
+    def _count(self, completion: Completion, choices: int, config: SVUAMCConfig) -> None:
+        self.requests += completion.requests
+        self.choices += choices
+        self.agg = svuamc.aggregate(self.samples, self.levels, config, self.greedy)
+
+
 class SVUAMCAnnotator:
     """Complete the missing emotion labels of a face dataset with a vision LLM (SV-UAMC; see `svuamc`).
 
-    Sampling: `min_samples` choices first, then rounds (sized by projection, or `round_samples` each) while a level
-    is undecided, at most `max_samples`, at `temperature`; decided at `confidence` (expression), `au_confidence` (each
-    AU), `va_tolerance` (standard error of valence/arousal). `verify` sends one temperature-0 request for what stays
-    contested. Acceptance: `consistency_threshold` and `reject_inconsistent` for the knowledge check,
-    `max_uncertainty` per level (merged into the defaults). `knowledge` replaces the system prompt's knowledge block.
-    Runtime only (outside the fingerprint): `api_key`, `cache_dir`, `max_concurrency`, `timeout`, `max_retries`,
-    `backoff`, `prices`, `progress`.
+    Sampling: with `verify`, one temperature-0 answer (the anchor, verifier and describer, counted `greedy_weight`
+    votes) alongside `min_samples` label-only votes at `temperature`; then, while a level is unsettled, at most
+    `max_rounds - 1` follow-ups (sized by projection and by the request overhead at `prices`, or `round_samples`
+    each), at most `max_samples` votes; settled at `confidence` (expression), `au_confidence` (each AU decisive, or
+    ambiguous within 1/2 +- `ambiguous_band`), `va_tolerance` (standard error of valence/arousal). Acceptance:
+    `consistency_threshold` (a label set must score above it) and `on_inconsistent` ("fallback", "reject", "keep")
+    for the knowledge check, `max_uncertainty` per level (merged into the defaults). `knowledge` replaces the system
+    prompt's knowledge block. Runtime only (outside the fingerprint): `api_key`, `cache_dir`, `max_concurrency`,
+    `timeout`, `max_retries`, `backoff`, `progress`, and how answers are bought: `batch` (True or a `BatchOptions`:
+    each sampling round of all rows as one Batch API job at `batch_prices`, by default half of `prices`; see
+    `batch_run`) and `max_cost` (US dollars this run may spend; requests that would pass it are not sent and their
+    rows end `failed`, reason "budget").
     """
 
     def __init__(
@@ -131,7 +177,7 @@ class SVUAMCAnnotator:
         base_url: str | None = None,
         api_key: str | None = None,
         min_samples: int = 4,
-        max_samples: int = 16,
+        max_samples: int = 12,
         temperature: float = 0.8,
         confidence: float = 0.95,
         verify: bool = True,
@@ -141,10 +187,13 @@ class SVUAMCAnnotator:
         *,
         image_column: str = "image",
         round_samples: int | None = None,
-        va_tolerance: float = 0.08,
+        max_rounds: int = 2,
+        va_tolerance: float = 0.1,
         au_confidence: float | None = 0.8,
+        ambiguous_band: float = 0.3,
+        greedy_weight: int = 2,
         consistency_threshold: float = 0.5,
-        reject_inconsistent: str = "undecided",
+        on_inconsistent: str = "fallback",
         max_uncertainty: Mapping[str, float] | None = None,
         seed: int = 0,
         timeout: float = 60.0,
@@ -152,6 +201,9 @@ class SVUAMCAnnotator:
         backoff: float = 1.0,
         prices: Prices | None = None,
         progress: bool = True,
+        batch: bool | BatchOptions = False,
+        max_cost: float | None = None,
+        batch_prices: Prices | None = None,
         knowledge: str | None = None,
     ) -> None:
         self.model = model
@@ -166,14 +218,18 @@ class SVUAMCAnnotator:
             min_samples=min_samples,
             max_samples=max_samples,
             round_samples=round_samples,
+            max_rounds=max_rounds,
             confidence=confidence,
             va_tolerance=va_tolerance,
             verify=verify,
             au_confidence=au_confidence,
+            ambiguous_band=ambiguous_band,
+            greedy_weight=greedy_weight,
             consistency_threshold=consistency_threshold,
-            reject_inconsistent=reject_inconsistent,
+            on_inconsistent=on_inconsistent,
             max_uncertainty=dict(sorted({**defaults, **(max_uncertainty or {})}.items())),
         )
+        self.prices = prices or Prices()  # sizes the follow-up requests, so it shapes outputs
         self.system_prompt = prompts.system_prompt(knowledge)
         self.versions = {"svuamc": svuamc.VERSION, "prompts": prompts.SVUAMC_PROMPT_VERSION}
         self.runtime = _RuntimeSettings(
@@ -183,7 +239,9 @@ class SVUAMCAnnotator:
             timeout=timeout,
             max_retries=max_retries,
             backoff=backoff,
-            prices=prices or Prices(),
+            batch=BatchOptions() if batch is True else batch or None,
+            max_cost=max_cost,
+            batch_prices=batch_prices,
             progress=progress,
         )
         self._init_runtime()
@@ -191,6 +249,7 @@ class SVUAMCAnnotator:
     # -- runtime state, never pickled ------------------------------------------------------------------------------
     def _init_runtime(self) -> None:
         self._backend: ChatBackend | None = None
+        self._budget: Budget | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._progress: Any = None
@@ -226,9 +285,28 @@ class SVUAMCAnnotator:
                 max_retries=rt.max_retries,
                 backoff=rt.backoff,
                 cache=RequestCache.in_folder(rt.cache_dir),
-                prices=rt.prices,
+                prices=self.paid_prices,
             )
+            if rt.max_cost is not None:
+                self._backend.gate = self.budget
         return self._backend
+
+    @property
+    def budget(self) -> Budget:
+        """What this process spent (and may spend: `max_cost`), reserved before each request is sent."""
+        if self._budget is None:
+            self._budget = Budget(self.runtime.max_cost, self.paid_prices)
+        return self._budget
+
+    @property
+    def paid_prices(self) -> Prices:
+        """What answers cost in this mode: `batch_prices` (default: half of `prices`) in batch mode."""
+        return self.prices_for(batch=self.runtime.batch is not None)
+
+    def prices_for(self, *, batch: bool) -> Prices:
+        """The prices of answers bought online, or through the Batch API."""
+        rt = self.runtime
+        return (rt.batch_prices or self.prices.batch()) if batch else self.prices
 
     def _run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Run on the annotator's own event loop thread (works whether or not the caller has a running loop)."""
@@ -261,17 +339,22 @@ class SVUAMCAnnotator:
     ) -> datasets.Dataset:
         """`dataset.map(self, ...)` done the way that keeps requests flowing: prefetched in a single process, with
         `output_features` so a plain dataset gets a ClassLabel expression. The same output as a bare `map`.
+        With `batch`, through the Batch API (`batch_run`); with `max_cost`, in one process (one budget).
 
         The prefetch starts with the map's first batch, so a result `datasets` serves from its cache starts none. A
         cached result holding `failed` rows is never returned as final: it is computed again (answers already
         received come from the request cache; the failed rows are asked again).
         """
+        if self.runtime.batch is not None:
+            return annotate_in_batches(self, dataset, batch_size=batch_size, desc=desc)
+        if self.runtime.max_cost is not None and num_proc:
+            raise ValueError("max_cost needs a single process (one budget): drop num_proc")
         started = time.time()
         result = self._map(dataset, batch_size, num_proc, desc)
         if _failed_rows(result) and not _written_since(result, started):
             logger.info("SV-UAMC: the cached result of this map holds failed rows: annotating again to retry them")
             result = self._map(dataset, batch_size, num_proc, desc, load_from_cache_file=False)
-        return result
+        return fingerprint_outcome(result)
 
     def _map(
         self, dataset: datasets.Dataset, batch_size: int, num_proc: int | None, desc: str, **kwargs: Any
@@ -363,9 +446,10 @@ class SVUAMCAnnotator:
     def usage_summary(self, since: float | None = None) -> str:
         """Requests, tokens (with the provider-cached share) and estimated cost: of this process so far, or, with
         `since` (a `time.time()`), of everything fetched since then by every process (`num_proc` workers too)."""
-        if since is None:
-            return self.backend.summary()
-        return self.backend.summary(self.backend.fetched_since(since))
+        summary = self.backend.summary(None if since is None else self.backend.fetched_since(since))
+        if self.runtime.max_cost is not None or self.runtime.batch is not None:
+            summary += f"; budget: {self.budget.summary()}"
+        return summary
 
     # -- the map function ------------------------------------------------------------------------------------------
     def __call__(self, batch: Mapping[str, Sequence[Any]]) -> dict[str, list[pa.Scalar]]:
@@ -430,9 +514,9 @@ class SVUAMCAnnotator:
 
         results = await asyncio.gather(*(one(row) for row in rows))
         if progress is not None:
-            t = self.backend.tally
+            t, prices = self.backend.tally, self.backend.prices
             progress.set_postfix(
-                requests=t.requests, cached=t.cache_hits, cost=f"${t.cost(self.backend.prices):.4f}", refresh=True
+                requests=t.requests, cached=t.cache_hits, cost=prices.format(t.cost(prices), 4), refresh=True
             )
         return results
 
@@ -448,71 +532,75 @@ class SVUAMCAnnotator:
     async def _annotate(self, row: _Row) -> _Result:
         if not row.missing:
             return _Result("accepted")
-        backend, config = self.backend, self.config
         try:
             image_url = await asyncio.to_thread(image_data_url, row.image, self.image_max_side)
         except (OSError, ValueError, TypeError, PIL.Image.DecompressionBombError) as e:
             where = row.image.get("path") if isinstance(row.image, Mapping) else None
             return _Result("failed", f"{UNREADABLE_IMAGE}{f' {where!r}' if where else ''}: {e}")
-        known = prompts.known_label_lines(row.expression, row.valence, row.arousal, row.aus)
-        messages = prompts.sampling_messages(self.system_prompt, row.missing, known, image_url)
-        response_format = prompts.response_format(row.missing)
-        seed = self.seed + _example_seed(image_url, known)
-        samples: list[Sample | None] = []
-        requests, sample_round = 0, 0
-        agg = svuamc.aggregate(samples, row.missing, config)
-        contested, verdict = svuamc.Contest(), None
+        asked = _Asked(row, self.config)
         try:
-            while (k := svuamc.next_round(agg, config)) > 0:
-                completion = await backend.complete(
-                    messages,
-                    n=k,
-                    temperature=self.temperature,
-                    seed=seed + SEED_STRIDE * sample_round,
-                    response_format=response_format,
-                    sample_round=sample_round,
-                )
-                requests += completion.requests
-                parsed = [prompts.parse_sample(text) for text in completion.choices[:k]]
-                samples += parsed + [None] * (k - len(parsed))  # a missing or bad choice is drawn but has no vote
-                sample_round += 1
-                agg = svuamc.aggregate(samples, row.missing, config)
-            contested = svuamc.contest(agg, config)
-            if contested:
-                levels = [EXPRESSION] * bool(contested.expressions) + [AU_LEVEL] * bool(contested.aus)
-                completion = await backend.complete(
-                    prompts.verification_messages(
-                        self.system_prompt, contested.expressions, contested.aus, known, image_url
-                    ),
-                    n=1,
-                    temperature=0.0,
-                    seed=seed,
-                    response_format=prompts.response_format(
-                        levels, expressions=contested.expressions or EXPRESSIONS, aus=contested.aus or AUS
-                    ),
-                    sample_round=VERIFY_ROUND,
-                )
-                requests += completion.requests
-                verdict = prompts.parse_sample(
-                    completion.choices[0] if completion.choices else None,
-                    expressions=contested.expressions or EXPRESSIONS,
-                    aus=contested.aus or AUS,
-                )
+            await self._sample(row, image_url, asked)
         except RequestFailed as e:
-            if backend.cache is not None:
-                await asyncio.to_thread(backend.cache.note_failure)
-            return _Result("failed", str(e), mc_samples=len(samples), requests=requests)
-        decision = svuamc.decide(
-            samples, agg, config, verdict=verdict, contested=contested, human=row.human, consistency=consistency
-        )
+            if self.backend.cache is not None:
+                await asyncio.to_thread(self.backend.cache.note_failure)
+            return _Result("failed", str(e), mc_samples=asked.choices, requests=asked.requests)
+        decision = svuamc.decide(asked.samples, asked.agg, self.config, human=row.human, consistency=consistency)
         return _Result(
             decision.status,
             decision.reason,
             decision.levels,
-            mc_samples=len(samples),
-            requests=requests,
-            descriptions=_agreeing_descriptions(samples, decision.levels),
+            mc_samples=asked.choices,
+            requests=asked.requests,
+            descriptions=_agreeing_descriptions(asked.greedy, asked.samples, decision.levels),
         )
+
+    async def _sample(self, row: _Row, image_url: str, asked: _Asked) -> None:
+        """The greedy answer and the first votes (two requests at once), then follow-ups while a level is unsettled.
+
+        Both requests share the system prompt and the image, so a provider's prompt cache serves the second; the
+        votes ask for labels only, the greedy answer also for the descriptions.
+        """
+        config, backend = self.config, self.backend
+        known = prompts.known_label_lines(row.expression, row.valence, row.arousal, row.aus)
+        seed = self.seed + _example_seed(image_url, known)
+        describe_votes = not config.verify
+        vote_messages = prompts.sampling_messages(
+            self.system_prompt, row.missing, known, image_url, describe=describe_votes
+        )
+        vote_format = prompts.response_format(row.missing, descriptions=describe_votes)
+
+        async def votes(k: int, sample_round: int) -> Completion:
+            return await backend.complete(
+                vote_messages,
+                n=k,
+                temperature=self.temperature,
+                seed=seed + SEED_STRIDE * sample_round,
+                response_format=vote_format,
+                sample_round=sample_round,
+            )
+
+        async def greedy() -> Completion:
+            return await backend.complete(
+                prompts.sampling_messages(self.system_prompt, row.missing, known, image_url),
+                n=1,
+                temperature=0.0,
+                seed=seed,
+                response_format=prompts.response_format(row.missing),
+                sample_round=GREEDY_ROUND,
+            )
+
+        first = svuamc.next_round(asked.agg, config)
+        jobs = [greedy()] if config.verify else []
+        if first:
+            jobs.append(votes(first, 0))
+        answers = await asyncio.gather(*jobs)
+        if config.verify:
+            asked.add_greedy(answers[0], config)
+        if first:
+            asked.add_votes(answers[-1], first, config)
+        overhead = _overhead(answers[-1], first or 1, self.prices) if first else 0.0
+        while (k := svuamc.next_round(asked.agg, config, asked.rounds, overhead)) > 0:
+            asked.add_votes(await votes(k, asked.rounds), k, config)
 
     # -- writing the output columns --------------------------------------------------------------------------------
     def _output(
@@ -662,17 +750,20 @@ def _example_seed(image_url: str, known: Sequence[str]) -> int:
 
 
 def _agreeing_descriptions(
-    samples: Sequence[Sample | None], levels: Mapping[str, svuamc.LevelResult]
+    greedy: Sample | None, samples: Sequence[Sample | None], levels: Mapping[str, svuamc.LevelResult]
 ) -> dict[str, str | None]:
-    """Per level, the description of the first sample agreeing with every generated label (else the first one)."""
-    usable = [s for s in samples if s is not None]
-    agreeing = [s for s in usable if all(_agrees(s, level, r.value) for level, r in levels.items())]
+    """Per level, the description of the first answer (greedy first) agreeing with every generated label (else the
+    first one that has a description)."""
+    usable = [s for s in (greedy, *samples) if s is not None]
+    agreeing = [s for s in usable if all(svuamc.agrees(s, level, r.value) for level, r in levels.items())]
     return {level: next((text for s in (*agreeing, *usable) if (text := s.describe(level))), None) for level in LEVELS}
 
 
-def _agrees(sample: Sample, level: str, value: Any) -> bool:
-    if level == EXPRESSION:
-        return sample.expression == value
-    if level == AU_LEVEL:
-        return sample.aus == value
-    return sample.valence is not None and abs(sample.valence - value[0]) + abs(sample.arousal - value[1]) <= 0.3
+def _overhead(completion: Completion, choices: int, prices: Prices) -> float:
+    """The request's prompt cost in units of one choice's completion cost, from its observed token usage (at GPT-4o
+    list prices where the annotator's prices are unknown: only their ratio matters)."""
+    usage = completion.usage
+    prices = prices if prices.known else Prices()
+    return svuamc.request_overhead(
+        prices.cost(usage.prompt_tokens, usage.cached_tokens, 0), prices.cost(0, 0, usage.completion_tokens), choices
+    )

@@ -25,9 +25,10 @@ from seke_hf.knowledge import knowledge_prompt
 from seke_hf.llm import json_object, read_number
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS
 
-SVUAMC_PROMPT_VERSION = "2"
+SVUAMC_PROMPT_VERSION = "3"
 """The version of the SV-UAMC annotation prompts' wording: bumped whenever it changes (enters the annotator's
-fingerprint, as `versions["prompts"]`, along with the text itself)."""
+fingerprint, as `versions["prompts"]`, along with the text itself). 3: label-only votes beside the described
+greedy answer; no verification prompt."""
 
 _INSTRUCTIONS = """\
 You are an expert annotator of facial affect, trained in the Facial Action Coding System (FACS).
@@ -85,26 +86,14 @@ def known_label_lines(
     return lines
 
 
-def sampling_messages(system: str, levels: Sequence[str], known: Sequence[str], image_url: str) -> list[dict[str, Any]]:
-    """Messages asking for `levels` of the face in `image_url`, with the `known` label lines as facts."""
-    wanted = " and ".join(_LEVEL_WORDS[level] for level in levels)
-    text = f"Give {wanted} of this face, with a description of the evidence for each level."
-    if known:
-        text += "\nKnown labels (human annotation):\n" + "\n".join(known)
-    return _messages(system, text, image_url)
-
-
-def verification_messages(
-    system: str, expressions: Sequence[str], aus: Sequence[str], known: Sequence[str], image_url: str
+def sampling_messages(
+    system: str, levels: Sequence[str], known: Sequence[str], image_url: str, *, describe: bool = True
 ) -> list[dict[str, Any]]:
-    """Messages asking the model to settle a contest between candidate answers."""
-    parts = ["Independent looks at this face disagreed. Look again carefully and decide."]
-    if expressions:
-        parts.append(f"The expression is one of: {', '.join(expressions)}. Choose the one the face shows.")
-    if aus:
-        parts.append(f"For these action units only: {', '.join(aus)}, list those that are present.")
-    parts.append("Add a description of the facial evidence for each level.")
-    text = "\n".join(parts)
+    """Messages asking for `levels` of the face in `image_url`, with the `known` label lines as facts; `describe`
+    asks for the per-level descriptions too (votes go without: their completion tokens are the dearest part)."""
+    wanted = " and ".join(_LEVEL_WORDS[level] for level in levels)
+    detail = ", with a description of the evidence for each level." if describe else ". Labels only."
+    text = f"Give {wanted} of this face{detail}"
     if known:
         text += "\nKnown labels (human annotation):\n" + "\n".join(known)
     return _messages(system, text, image_url)
@@ -121,9 +110,14 @@ def _messages(system: str, text: str, image_url: str) -> list[dict[str, Any]]:
 
 
 def response_format(
-    levels: Iterable[str], *, expressions: Sequence[str] = EXPRESSIONS, aus: Sequence[str] = AUS
+    levels: Iterable[str],
+    *,
+    expressions: Sequence[str] = EXPRESSIONS,
+    aus: Sequence[str] = AUS,
+    descriptions: bool = True,
 ) -> dict[str, Any]:
-    """Strict `json_schema` response format asking for `levels`, with the enums restricted as given."""
+    """Strict `json_schema` response format asking for `levels` (and the per-level `descriptions`), with the enums
+    restricted as given."""
     properties: dict[str, Any] = {}
     levels = set(levels)
     if EXPRESSION in levels:
@@ -133,13 +127,13 @@ def response_format(
         properties["arousal"] = {"type": "number", "minimum": -1, "maximum": 1}
     if AU_LEVEL in levels:
         properties["action_units"] = {"type": "array", "items": {"type": "string", "enum": list(aus)}}
-    # One text per level (human-labelled ones too): each instruction answer then explains its own level.
-    properties["descriptions"] = {
-        "type": "object",
-        "properties": {level: {"type": "string"} for level in LEVELS},
-        "required": list(LEVELS),
-        "additionalProperties": False,
-    }
+    if descriptions:  # one text per level (human-labelled ones too): each instruction answer explains its level
+        properties["descriptions"] = {
+            "type": "object",
+            "properties": {level: {"type": "string"} for level in LEVELS},
+            "required": list(LEVELS),
+            "additionalProperties": False,
+        }
     return {
         "type": "json_schema",
         "json_schema": {

@@ -1,30 +1,45 @@
-"""SV-UAMC, the pure part: stopping rules, aggregation, uncertainty, verification and acceptance. No I/O.
+"""SV-UAMC, the pure part: the sampling schedule, aggregation, posterior uncertainty and acceptance. No I/O.
 
-Our reading of the method of SEKE (arXiv 2505.18168; the paper body with its exact rule is not public), with every
-constant a field of `SVUAMCConfig`:
+Our reading of the method of SEKE (arXiv 2505.18168; the paper body with its exact rule is not public), redesigned
+for real vision LLMs (they repeat confident mistakes, their temperature-0 answer is often their best, they are weak
+action-unit detectors). Every constant is a field of `SVUAMCConfig`.
 
-1. Sampling is adaptive. A first request draws `min_samples` choices; further rounds are drawn only while a
-   requested level is undecided, up to `max_samples`, each as large as the vote shares seen so far say is needed
-   (or `round_samples` choices).
-2. Decided means, for the expression, the Beta stopping rule of Adaptive-Consistency (Aggarwal et al., EMNLP 2023,
-   arXiv 2305.11860): with top-two vote counts v1 > v2 and p1/(p1 + p2) ~ Beta(v1 + 1, v2 + 1), stop once
-   P(p1 > p2) >= `confidence`. Each AU is decided the same way on its yes/no votes (its share decisively above or
-   below 1/2) at `au_confidence`, lower by default because all 17 AUs must be decided at once. Valence/arousal are
-   decided once the standard error of both sample means is <= `va_tolerance`.
-3. Uncertainty per level comes from the disagreement of the samples: 1 - top share (expression), mean binary
-   entropy of the AU vote shares (AUs), the root mean square sample standard deviation (valence/arousal).
-4. A level still contested at `max_samples` goes to one temperature-0 verification request restricted to the
-   competing candidates (expression: the labels not decisively beaten; AUs: the undecided ones). The verifier's
-   answer settles the contest if it names a candidate; otherwise the majority stands. Then the knowledge
-   consistency check (`seke_hf.knowledge.consistency`) scores the whole label set, human labels included: when it
-   fails, a contested expression is replaced by its most consistent candidate; labels that still fail are rejected
-   if a generated level was contested (`reject_inconsistent="undecided"`; "always", "expression" and "never" are
-   the alternatives) and otherwise kept with the issues in `status_reason`: a confident model seeing a face that
-   departs from the prototypes is a fact about the face more often than an error. An example is also rejected when
-   a level's sample disagreement stays above its `max_uncertainty` (by default only the expression: top share under
-   60% after every sample). A contested AU alone never rejects an example: the verdict fills it, the uncertainty
-   flags it. Human labels that contradict each other are never held against the generated ones.
-5. Each level's description comes from a sample agreeing with that level's final label.
+1. Two answers of different kinds. A *greedy* answer (temperature 0, one choice, with the per-level descriptions)
+   is the anchor, the verifier and the describer; *votes* (`min_samples` choices at the sampling temperature, in
+   one request, labels only: completion tokens are the dearest part of a choice) measure how stable it is.
+2. Labels. The greedy answer stands unless the votes decisively beat it: for the expression, when the votes' leader
+   beats the greedy label (counted `greedy_weight` extra votes) by the Adaptive-Consistency Beta rule
+   (Aggarwal et al., EMNLP 2023) at `confidence`; for each AU, when its yes/no votes are decisive at
+   `au_confidence`. Valence/arousal: the mean of the votes with the greedy answer weighted `greedy_weight`.
+3. Stopping on what more votes can change. The expression is settled once its label beats every rival at
+   `confidence`; an AU once its share is decisively above or below 1/2, *or* confidently inside the ambiguous band
+   1/2 +- `ambiguous_band` (more votes would only confirm that this model cannot tell, so the greedy answer
+   decides and the uncertainty says so); valence/arousal once the standard error of the votes' mean is <=
+   `va_tolerance`. An unsettled row gets at most `max_rounds - 1` follow-up requests, each sized to the decision:
+   the votes the current shares say are needed, and never so few that the request's overhead (the image and
+   prompt it re-sends, from the observed token usage at the annotator's prices) dominates it.
+4. Uncertainty is a posterior, so rows that stop early are still ordered: the expression, 1 - the posterior mean
+   share of its label (Beta(1, 1) prior over the votes, greedy included) times the knowledge score times
+   exp(-d**2 / 2 `anchor_spread`**2), d the distance of the face's valence/arousal from the label's circumplex
+   anchor (levels that disagree are where confident mistakes show); the AUs, 1 - (1 - the mean posterior share of
+   the votes against each AU's label) x the AU set's prototype affinity to the expression; valence/arousal, the
+   posterior sample spread (prior spread `va_prior` worth two votes) combined with the distance of the greedy
+   answer from the votes' mean and d / 2. Acceptance (`max_uncertainty`) uses these; the reported uncertainty then
+   also carries the instability of the same face at its other generated levels (`_with_instability`): a face a
+   model is unsure of at one level is where its unanimous answers at another are more often confident mistakes.
+5. Human labels outrank agreement. The whole label set is checked with `seke_hf.knowledge.consistency`, human
+   labels included; it passes only *above* `consistency_threshold` (a score of exactly 0.5, e.g. "neutral with one
+   active AU14", fails). A failing set is never kept because the samples agreed: with `on_inconsistent="fallback"`
+   (default) knowledge chooses among the model's own candidates: the expression named by the greedy answer or a
+   vote with the highest posterior share x knowledge score, its generated AUs repaired toward consistency (the
+   undecided ones first, then any: models are weak AU detectors); if no candidate passes, the generated level
+   knowledge cannot reconcile (the expression first) is left missing, and the row is rejected only when nothing
+   passes ("reject": no fallback; "keep": kept with the issues and no knowledge discount, the old behaviour).
+   Human labels that contradict each other are never held against the generated ones. A level whose uncertainty
+   exceeds its `max_uncertainty` is left missing; acceptance is per level, so the row keeps its other labels.
+6. Each level's description comes from the answer closest to that level's final label, the greedy answer first
+   (votes carry no descriptions unless there is no greedy answer); an expression is never described by an answer
+   naming another one.
 """
 
 from __future__ import annotations
@@ -32,43 +47,56 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from seke_hf.knowledge import CIRCUMPLEX, expression_au_affinity
 from seke_hf.schema import AUS, EXPRESSIONS
 
-VERSION = "1"
+VERSION = "2"
 """Bumped whenever the algorithm's outputs change for the same inputs (enters the annotator's fingerprint)."""
 
 EXPRESSION, VALENCE_AROUSAL, AU_LEVEL = "expression", "valence_arousal", "aus"
 """The three label levels (`seke_hf.schema.LEVELS`); `AU_LEVEL` is the level, the AU glossary is
 `seke_hf.knowledge.ACTION_UNITS`."""
+ON_INCONSISTENT = ("fallback", "reject", "keep")
 
 
 @dataclass(frozen=True)
 class SVUAMCConfig:
-    min_samples: int = 4
-    max_samples: int = 16
-    round_samples: int | None = None  # choices per extra round; None: sized by projection (`projected_samples`)
+    min_samples: int = 4  # votes of the first sampling request (0: the greedy answer alone)
+    max_samples: int = 12
+    max_rounds: int = 2  # sampling requests at most: the first and one follow-up sized to the decision
+    round_samples: int | None = None  # votes per follow-up; None: sized by projection (`follow_up`)
     confidence: float = 0.95
-    au_confidence: float | None = 0.8  # per-AU stopping confidence (17 AUs must all be decided); None: `confidence`
-    va_tolerance: float = 0.08
-    verify: bool = True
-    consistency_threshold: float = 0.5
-    reject_inconsistent: str = "undecided"  # or "always", "expression" (when it was generated), "never"
+    au_confidence: float | None = 0.8  # per-AU decisiveness (17 AUs at once); None: `confidence`
+    ambiguous_band: float = 0.3  # an AU whose share is confidently within 1/2 +- this is settled as ambiguous
+    va_tolerance: float = 0.1
+    va_prior: float = 0.1  # prior sample spread of valence/arousal (worth two votes) for the posterior
+    anchor_spread: float = 0.5  # how far valence/arousal may lie from the expression's circumplex anchor
+    verify: bool = True  # the greedy (temperature-0) answer: anchor, verifier and describer
+    greedy_weight: int = 2  # votes the greedy answer counts for
+    consistency_threshold: float = 0.5  # a label set passes only with a knowledge score above this
+    on_inconsistent: str = "fallback"  # or "reject", "keep"
     max_uncertainty: Mapping[str, float] = field(
-        default_factory=lambda: {EXPRESSION: 0.4, VALENCE_AROUSAL: 0.6, AU_LEVEL: 1.0}
+        default_factory=lambda: {EXPRESSION: 0.7, VALENCE_AROUSAL: 1.0, AU_LEVEL: 1.0}
     )
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_samples <= self.max_samples:
-            raise ValueError(f"need 1 <= min_samples <= max_samples, got {self.min_samples}, {self.max_samples}")
-        if self.reject_inconsistent not in ("always", "undecided", "expression", "never"):
-            raise ValueError(
-                f"reject_inconsistent must be always, undecided, expression or never, got {self.reject_inconsistent!r}"
-            )
+        if not 0 <= self.min_samples <= self.max_samples or self.max_samples < 1:
+            raise ValueError(f"need 0 <= min_samples <= max_samples, got {self.min_samples}, {self.max_samples}")
+        if self.min_samples == 0 and not self.verify:
+            raise ValueError("min_samples=0 needs verify=True: the greedy answer is then the only one")
+        if self.on_inconsistent not in ON_INCONSISTENT:
+            raise ValueError(f"on_inconsistent must be one of {ON_INCONSISTENT}, got {self.on_inconsistent!r}")
         if not 0.5 < self.confidence < 1:
             raise ValueError(f"confidence must be in (0.5, 1), got {self.confidence}")
+        if self.max_rounds < 1:
+            raise ValueError(f"max_rounds must be >= 1, got {self.max_rounds}")
+
+    @property
+    def greedy_only(self) -> bool:
+        return self.min_samples == 0
 
 
 @dataclass(frozen=True)
@@ -89,7 +117,7 @@ class Sample:
         return self.description if isinstance(self.description, str) and self.description.strip() else None
 
 
-# -- stopping rules ----------------------------------------------------------------------------------------------------
+# -- Beta tails (exact for integer counts, no SciPy) -------------------------------------------------------------------
 def prob_greater(a: int, b: int) -> float:
     """P(p_a > p_b) for vote counts a, b with p_a / (p_a + p_b) ~ Beta(a + 1, b + 1) (uniform prior).
 
@@ -101,58 +129,115 @@ def prob_greater(a: int, b: int) -> float:
     return math.fsum(math.comb(total, k) for k in range(a + 1)) / 2**total
 
 
+def beta_cdf(x: float, a: int, b: int) -> float:
+    """P(p <= x) for p ~ Beta(a + 1, b + 1): P(Binomial(a + b + 1, x) >= a + 1)."""
+    n = a + b + 1
+    return math.fsum(math.comb(n, k) * x**k * (1 - x) ** (n - k) for k in range(a + 1, n + 1))
+
+
+def prob_between(low: float, high: float, a: int, b: int) -> float:
+    """P(low < p < high) for p ~ Beta(a + 1, b + 1): how surely a share lies in a band."""
+    return beta_cdf(high, a, b) - beta_cdf(low, a, b)
+
+
+# -- the three levels --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ExpressionVote:
     label: str | None
-    counts: dict[str, int]
-    decided: bool
-    uncertainty: float
-    candidates: tuple[str, ...]  # the labels not decisively beaten by the leader (leader first)
+    counts: dict[str, int]  # the votes (the greedy answer not included)
+    greedy: str | None
+    settled: bool
+    posterior: float  # posterior mean share of the label, greedy answer included
+    candidates: tuple[str, ...]  # every expression the greedy answer or a vote named, most supported first
+
+    support: dict[str, int] = field(default_factory=dict)  # votes + the greedy answer's weight
+
+    @property
+    def uncertainty(self) -> float:
+        return 1.0 - self.posterior
+
+    def share(self, expression: str) -> float:
+        """Posterior mean share of `expression` (Beta(1, 1) prior over the support)."""
+        return (self.support.get(expression, 0) + 1) / (sum(self.support.values()) + 2)
 
 
-def expression_vote(votes: Iterable[str | None], confidence: float) -> ExpressionVote:
+def expression_vote(
+    votes: Iterable[str | None], confidence: float, greedy: str | None = None, greedy_weight: int = 2
+) -> ExpressionVote:
     counts = Counter(v for v in votes if v is not None)
-    if not counts:
-        return ExpressionVote(None, {}, False, 1.0, ())
+    support = Counter(counts)
+    if greedy is not None:
+        support[greedy] += greedy_weight
+    if not support:
+        return ExpressionVote(None, {}, greedy, False, 0.0, (), {})
     # Ties break by EXPRESSIONS order, so the result never depends on arrival order.
-    ranked = sorted(counts, key=lambda e: (-counts[e], EXPRESSIONS.index(e)))
-    top = ranked[0]
-    contenders = [e for e in ranked[1:] if prob_greater(counts[top], counts[e]) < confidence]
-    runner_up = counts[ranked[1]] if len(ranked) > 1 else 0
-    decided = prob_greater(counts[top], runner_up) >= confidence
-    uncertainty = 1.0 - counts[top] / sum(counts.values())
-    return ExpressionVote(top, dict(counts), decided, uncertainty, (top, *contenders))
+    ranked = sorted(support, key=lambda e: (-support[e], -counts[e], EXPRESSIONS.index(e)))
+    label = greedy
+    leader = max(counts, key=lambda e: (counts[e], -EXPRESSIONS.index(e))) if counts else None
+    if greedy is None:
+        label = leader
+    elif leader is not None and leader != greedy and prob_greater(counts[leader], support[greedy]) >= confidence:
+        label = leader  # the votes decisively beat the greedy answer
+    rival = max((support[e] for e in support if e != label), default=0)
+    settled = prob_greater(support[label], rival) >= confidence
+    posterior = (support[label] + 1) / (sum(support.values()) + 2)
+    candidates = (label, *(e for e in ranked if e != label))
+    return ExpressionVote(label, dict(counts), greedy, settled, posterior, candidates, dict(support))
 
 
 @dataclass(frozen=True)
 class AUVote:
     active: frozenset[str]
-    shares: dict[str, float]
-    undecided: tuple[str, ...]
-    uncertainty: float
+    shares: dict[str, float]  # share of votes naming each AU
+    decisive: tuple[str, ...]  # AUs whose votes are decisively above or below 1/2
+    ambiguous: tuple[str, ...]  # AUs whose share is confidently near 1/2: the greedy answer decides them
+    unsettled: tuple[str, ...]
+    uncertainty: float  # mean posterior share of the votes against each AU's label
     votes: int
 
     @property
-    def decided(self) -> bool:
-        return self.votes > 0 and not self.undecided
+    def settled(self) -> bool:
+        return (self.votes > 0 or bool(self.shares)) and not self.unsettled
 
 
-def au_vote(votes: Iterable[frozenset[str] | None], confidence: float, names: Sequence[str] = AUS) -> AUVote:
-    """Per-AU majority; an AU is decided when P(share > 1/2) or P(share < 1/2) reaches `confidence`."""
+def au_vote(
+    votes: Iterable[frozenset[str] | None],
+    confidence: float,
+    greedy: frozenset[str] | None = None,
+    greedy_weight: int = 2,
+    band: float = 0.3,
+    names: Sequence[str] = AUS,
+) -> AUVote:
+    """Per AU: the votes' side when decisive at `confidence`, else the greedy answer's (else the majority)."""
     sets = [v for v in votes if v is not None]
     m = len(sets)
-    if m == 0:
-        return AUVote(frozenset(), {}, tuple(names), 1.0, 0)
-    active, shares, undecided, entropy = set(), {}, [], 0.0
+    if m == 0 and greedy is None:
+        return AUVote(frozenset(), {}, (), (), tuple(names), 1.0, 0)
+    active, shares, decisive, ambiguous, unsettled, against = set(), {}, [], [], [], 0.0
+    w = greedy_weight if greedy is not None else 0
     for au in names:
         k = sum(au in s for s in sets)
-        shares[au] = k / m
-        if 2 * k > m:
+        shares[au] = k / m if m else float(au in greedy)
+        yes, no = prob_greater(k, m - k), prob_greater(m - k, k)
+        if m and max(yes, no) >= confidence:
+            present = yes > no
+            decisive.append(au)
+        else:
+            present = au in greedy if greedy is not None else 2 * k > m
+            if m and prob_between(0.5 - band, 0.5 + band, k, m - k) >= confidence:
+                ambiguous.append(au)
+            else:
+                unsettled.append(au)
+        if present:
             active.add(au)
-        if max(prob_greater(k, m - k), prob_greater(m - k, k)) < confidence:
-            undecided.append(au)
-        entropy += _binary_entropy(k / m)
-    return AUVote(frozenset(active), shares, tuple(undecided), entropy / len(names), m)
+        support = k + (w if greedy is not None and au in greedy else 0)
+        agreeing = support if present else (m + w) - support
+        against += 1.0 - (agreeing + 1) / (m + w + 2)
+    if greedy is not None and m == 0:
+        unsettled = []  # nothing to vote with: the greedy answer alone is the label
+    return AUVote(
+        frozenset(active), shares, tuple(decisive), tuple(ambiguous), tuple(unsettled), against / len(names), m
+    )
 
 
 @dataclass(frozen=True)
@@ -160,92 +245,140 @@ class VAVote:
     valence: float | None
     arousal: float | None
     standard_error: float
-    decided: bool
+    settled: bool
     uncertainty: float
     votes: int
 
 
-def va_vote(pairs: Iterable[tuple[float | None, float | None]], tolerance: float) -> VAVote:
-    """Mean valence/arousal; decided once both standard errors are <= `tolerance` (needs two samples)."""
+def va_vote(
+    pairs: Iterable[tuple[float | None, float | None]],
+    tolerance: float,
+    greedy: tuple[float, float] | None = None,
+    greedy_weight: int = 2,
+    prior: float = 0.1,
+) -> VAVote:
+    """Weighted mean of the votes and the greedy answer; settled once the votes' standard error is <= `tolerance`.
+
+    Uncertainty: sqrt of the posterior variance of one vote (the votes' variance, shrunk toward `prior`**2 as if
+    two more votes had it) plus half the squared distance of the greedy answer from the votes' mean.
+    """
     valid = [(v, a) for v, a in pairs if v is not None and a is not None]
     m = len(valid)
-    if m == 0:
+    if m == 0 and greedy is None:
         return VAVote(None, None, math.inf, False, 1.0, 0)
     vs, as_ = [v for v, _ in valid], [a for _, a in valid]
-    sd_v, sd_a = _sd(vs), _sd(as_)
-    se = max(sd_v, sd_a) / math.sqrt(m) if m > 1 else math.inf
-    spread = math.sqrt((sd_v**2 + sd_a**2) / 2)
-    return VAVote(_clip(sum(vs) / m), _clip(sum(as_) / m), se, se <= tolerance, spread, m)
+    w = greedy_weight if greedy is not None else 0
+    gv, ga = greedy if greedy is not None else (0.0, 0.0)
+    valence = (sum(vs) + w * gv) / (m + w)
+    arousal = (sum(as_) + w * ga) / (m + w)
+    var = (_ss(vs) + _ss(as_)) / 2  # pooled sum of squares about each dimension's mean
+    posterior_var = (var + 2 * prior**2) / (max(m - 1, 0) + 2)
+    gap = 0.0
+    if greedy is not None and m:
+        gap = ((gv - sum(vs) / m) ** 2 + (ga - sum(as_) / m) ** 2) / 2
+    se = math.sqrt(max(_sd(vs), _sd(as_)) ** 2 / m) if m > 1 else math.inf
+    settled = se <= tolerance or (m == 0 and greedy is not None)
+    return VAVote(_clip(valence), _clip(arousal), se, settled, math.sqrt(posterior_var + gap), m)
 
 
-# -- aggregation over the samples of one example ---------------------------------------------------------------------
+# -- aggregation and the schedule ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Aggregate:
     levels: tuple[str, ...]
-    samples: int  # choices drawn, parseable or not
+    samples: int  # votes drawn, parseable or not (the greedy answer not included)
+    greedy: Sample | None
     expression: ExpressionVote | None
     va: VAVote | None
     aus: AUVote | None
 
     @property
-    def undecided(self) -> tuple[str, ...]:
+    def unsettled(self) -> tuple[str, ...]:
         pending = []
-        if self.expression is not None and not self.expression.decided:
+        if self.expression is not None and not self.expression.settled:
             pending.append(EXPRESSION)
-        if self.va is not None and not self.va.decided:
+        if self.va is not None and not self.va.settled:
             pending.append(VALENCE_AROUSAL)
-        if self.aus is not None and not self.aus.decided:
+        if self.aus is not None and not self.aus.settled:
             pending.append(AU_LEVEL)
         return tuple(pending)
 
 
-def aggregate(samples: Sequence[Sample | None], levels: Iterable[str], config: SVUAMCConfig) -> Aggregate:
+def aggregate(
+    samples: Sequence[Sample | None], levels: Iterable[str], config: SVUAMCConfig, greedy: Sample | None = None
+) -> Aggregate:
     """Vote on each requested level; a None sample (bad JSON) counts as drawn but votes on nothing."""
     levels = tuple(levels)
     valid = [s for s in samples if s is not None]
+    w = config.greedy_weight
+    g = greedy or Sample()
+    g_va = (g.valence, g.arousal) if g.valence is not None and g.arousal is not None else None
     return Aggregate(
         levels,
         len(samples),
-        expression_vote((s.expression for s in valid), config.confidence) if EXPRESSION in levels else None,
-        va_vote(((s.valence, s.arousal) for s in valid), config.va_tolerance) if VALENCE_AROUSAL in levels else None,
-        au_vote((s.aus for s in valid), config.au_confidence or config.confidence) if AU_LEVEL in levels else None,
+        greedy,
+        expression_vote((s.expression for s in valid), config.confidence, g.expression, w)
+        if EXPRESSION in levels
+        else None,
+        va_vote(((s.valence, s.arousal) for s in valid), config.va_tolerance, g_va, w, config.va_prior)
+        if VALENCE_AROUSAL in levels
+        else None,
+        au_vote(
+            (s.aus for s in valid), config.au_confidence or config.confidence, g.aus, w, config.ambiguous_band
+        )
+        if AU_LEVEL in levels
+        else None,
     )
 
 
-def next_round(agg: Aggregate, config: SVUAMCConfig) -> int:
-    """How many more choices to draw (0: stop): a round while some level is undecided and budget remains.
+def next_round(agg: Aggregate, config: SVUAMCConfig, rounds: int = 0, overhead: float = 0.0) -> int:
+    """Votes to draw in the next sampling request (0: stop).
 
-    With `round_samples=None` the round is sized by projection: as many choices as the undecided levels need to be
-    decided if the vote shares (or the sample spread) seen so far hold, so a clear 3-to-1 lead is settled in one
-    more request rather than several (each request re-sends the image and costs a round trip).
+    `rounds` is the number of sampling requests made so far; `overhead` what one more request costs before its
+    choices (the image and prompt it re-sends), in units of one vote's completion (`request_overhead`).
     """
-    if not agg.levels:
+    if not agg.levels or config.greedy_only:
         return 0
-    if agg.samples == 0:
+    if rounds == 0:
         return config.min_samples
     remaining = config.max_samples - agg.samples
-    if not agg.undecided or remaining <= 0:
+    if rounds >= config.max_rounds or remaining <= 0 or not agg.unsettled:
         return 0
+    return min(follow_up(agg, config, overhead), remaining)
+
+
+def follow_up(agg: Aggregate, config: SVUAMCConfig, overhead: float = 0.0) -> int:
+    """The size of a follow-up: what the shares say is needed, and at least half the request's overhead in votes
+    (a request that re-sends a 1,500-token prompt for two 30-token votes buys little)."""
     if config.round_samples is not None:
-        return min(config.round_samples, remaining)
-    return min(max(projected_samples(agg, config) - agg.samples, 1), remaining)
+        return config.round_samples
+    return max(projected_samples(agg, config) - agg.samples, math.ceil(overhead / 2), 1)
+
+
+def request_overhead(prompt_cost: float, completion_cost: float, choices: int) -> float:
+    """A request's prompt cost in units of one of its choices' completion cost (0 when nothing is known)."""
+    if choices <= 0 or completion_cost <= 0:
+        return 0.0
+    return prompt_cost / (completion_cost / choices)
 
 
 def projected_samples(agg: Aggregate, config: SVUAMCConfig) -> int:
-    """Total choices the undecided levels would need if their current shares held (capped at `max_samples`)."""
+    """Total votes the unsettled levels would need if their current shares held (capped at `max_samples`)."""
     cap = config.max_samples
     needed = agg.samples
-    if agg.expression is not None and not agg.expression.decided:
-        ranked = [*sorted(agg.expression.counts.values(), reverse=True), 0, 0]
-        needed = max(needed, _votes_needed(ranked[0], ranked[1], config.confidence, cap))
-    if agg.aus is not None and agg.aus.votes and not agg.aus.decided:
+    w = config.greedy_weight if agg.greedy is not None else 0
+    if agg.expression is not None and not agg.expression.settled:
+        support = Counter(agg.expression.counts)
+        if agg.expression.greedy is not None:
+            support[agg.expression.greedy] += w
+        ranked = [*sorted(support.values(), reverse=True), 0, 0]
+        needed = max(needed, _votes_needed(ranked[0], ranked[1], config.confidence, cap + w) - w)
+    if agg.aus is not None and agg.aus.votes:
         m = agg.aus.votes
-        for au in agg.aus.undecided:
+        for au in agg.aus.unsettled:
             k = round(agg.aus.shares[au] * m)
-            needed = max(
-                needed, _votes_needed(max(k, m - k), min(k, m - k), config.au_confidence or config.confidence, cap)
-            )
-    if agg.va is not None and agg.va.votes > 1 and not agg.va.decided:
+            lead, behind = max(k, m - k), min(k, m - k)
+            needed = max(needed, _votes_needed(lead, behind, config.au_confidence or config.confidence, cap))
+    if agg.va is not None and agg.va.votes > 1 and not agg.va.settled:
         spread = agg.va.standard_error * math.sqrt(agg.va.votes)
         needed = max(needed, math.ceil((spread / config.va_tolerance) ** 2))
     votes = max((v for v in _vote_counts(agg) if v), default=0)
@@ -276,34 +409,15 @@ def _vote_counts(agg: Aggregate) -> list[int]:
     return counts
 
 
-# -- verification and acceptance ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Contest:
-    """What a verification request must settle: competing expressions and undecided AUs."""
-
-    expressions: tuple[str, ...] = ()
-    aus: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.expressions or self.aus)
-
-
-def contest(agg: Aggregate, config: SVUAMCConfig) -> Contest:
-    """The contested parts at the end of sampling (nothing when verification is off)."""
-    if not config.verify:
-        return Contest()
-    expressions = agg.expression.candidates if agg.expression and not agg.expression.decided else ()
-    aus = agg.aus.undecided if agg.aus and agg.aus.votes else ()
-    return Contest(expressions if len(expressions) > 1 else (), aus)
-
-
+# -- acceptance --------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LevelResult:
     value: Any  # expression name | (valence, arousal) | frozenset of active AUs
     uncertainty: float
     description: str | None
-    verified: bool = False  # settled by the verification request or by knowledge
-    decided: bool = True  # decided by sampling alone (the stopping rule was met)
+    verified: bool = False  # changed by knowledge (a fallback candidate) or by the votes beating the greedy answer
+    decided: bool = True  # settled by sampling (the stopping rule was met)
+    repair_odds: float = 1.0  # posterior odds of the AUs a knowledge repair changed (1: none)
 
 
 @dataclass(frozen=True)
@@ -322,89 +436,245 @@ def decide(
     agg: Aggregate,
     config: SVUAMCConfig,
     *,
-    verdict: Sample | None = None,
-    contested: Contest = Contest(),
     human: Mapping[str, Any] | None = None,
     consistency: ConsistencyFn | None = None,
 ) -> Decision:
     """Final labels, uncertainties and descriptions for the requested levels, and accept or reject.
 
-    `human` holds the human labels (`expression` name, `valence`, `arousal`, `aus` active set); `verdict` is the
-    parsed verification answer for `contested`.
+    `human` holds the human labels (`expression` name, `valence`, `arousal`, `aus` as a {name: 0/1} mapping of the
+    coded AUs).
     """
     human = dict(human or {})
+    results, missing = _labels(agg)
+    if missing:
+        return Decision("rejected", f"no valid answer for {', '.join(missing)} in {agg.samples} samples", {})
+
+    reason, score, kept = "", 1.0, set(results)
+    if consistency is not None and not _passes(consistency(**_merged(human, {})).score, config):
+        reason = "human labels contradict each other: knowledge check skipped"
+    elif consistency is not None:
+        check = consistency(**_merged(human, results))
+        score = check.score
+        issues = "; ".join(check.issues) or "contradiction"
+        if check.score < 1.0 and config.on_inconsistent == "fallback":
+            before = results
+            results, score = _most_consistent(agg, results, human, config, consistency, check.score)
+            changed = [level for level, r in results.items() if r.value != before[level].value]
+            if changed:
+                reason = f"knowledge fallback ({', '.join(changed)}) after: {issues}"
+        if not _passes(score, config):
+            if config.on_inconsistent == "keep":
+                reason = f"kept despite knowledge issues (score {score:.2f}): {issues}"
+                score = 1.0  # "keep" lets the agreement of samples stand: no knowledge discount either
+            else:
+                kept = _without_a_contradicting_level(results, human, config, consistency)
+                why = f"inconsistent with emotion knowledge (score {score:.2f}): {issues}"
+                if not kept:
+                    return Decision("rejected", why, {})
+                reason = f"{', '.join(level for level in results if level not in kept)} left missing: {why}"
+        elif not reason and check.issues:
+            reason = issues
+    # Uncertainties are computed on every voted level, given up or not: a level the others disagree with is news
+    # about them too.
+    voted = results
+    results = _with_knowledge(results, human, score, config)
+    uncertain = {
+        level: results[level].uncertainty
+        for level in kept
+        if results[level].uncertainty > config.max_uncertainty.get(level, 1.0)
+    }
+    if uncertain:
+        why = "; ".join(
+            f"{level} uncertain after {agg.samples} samples: {u:.2f} > {config.max_uncertainty.get(level, 1.0)}"
+            for level, u in uncertain.items()
+        )
+        kept -= set(uncertain)
+        if not kept:
+            return Decision("rejected", why, {})
+        reason = "; ".join(part for part in (reason, f"{', '.join(uncertain)} left missing: {why}") if part)
+    results = {level: r for level, r in _with_instability(results, voted).items() if level in kept}
     valid = [s for s in samples if s is not None]
+    described = {
+        level: replace(r, description=_description(level, r.value, agg.greedy, valid)) for level, r in results.items()
+    }
+    return Decision("accepted", reason, described)
+
+
+def _labels(agg: Aggregate) -> tuple[dict[str, LevelResult], list[str]]:
     results: dict[str, LevelResult] = {}
     missing = []
-    expression_candidates: tuple[str, ...] = ()
     if agg.expression is not None:
         vote = agg.expression
-        label, verified = vote.label, False
-        if contested.expressions and verdict is not None and verdict.expression in contested.expressions:
-            label, verified = verdict.expression, True
-        expression_candidates = contested.expressions
-        if label is None:
+        if vote.label is None:
             missing.append(EXPRESSION)
         else:
-            results[EXPRESSION] = LevelResult(label, vote.uncertainty, None, verified, vote.decided)
+            overridden = vote.greedy is not None and vote.label != vote.greedy
+            results[EXPRESSION] = LevelResult(vote.label, vote.uncertainty, None, overridden, vote.settled)
     if agg.va is not None:
         if agg.va.valence is None:
             missing.append(VALENCE_AROUSAL)
         else:
             va = agg.va
-            results[VALENCE_AROUSAL] = LevelResult((va.valence, va.arousal), va.uncertainty, None, False, va.decided)
+            results[VALENCE_AROUSAL] = LevelResult((va.valence, va.arousal), va.uncertainty, None, False, va.settled)
     if agg.aus is not None:
-        if agg.aus.votes == 0:
+        if not agg.aus.shares:
             missing.append(AU_LEVEL)
         else:
-            active, verified = set(agg.aus.active), False
-            if contested.aus and verdict is not None and verdict.aus is not None:
-                for au in contested.aus:
-                    (active.add if au in verdict.aus else active.discard)(au)
-                verified = True
-            results[AU_LEVEL] = LevelResult(frozenset(active), agg.aus.uncertainty, None, verified, agg.aus.decided)
-    if missing:
-        return Decision("rejected", f"no valid answer for {', '.join(missing)} in {agg.samples} samples", {})
+            results[AU_LEVEL] = LevelResult(agg.aus.active, agg.aus.uncertainty, None, False, agg.aus.settled)
+    return results, missing
 
-    reason = ""
-    if consistency is not None and consistency(**_merged(human, {})).score < config.consistency_threshold:
-        reason = "human labels contradict each other: knowledge check skipped"
-    elif consistency is not None:
-        labels = _merged(human, results)
-        check = consistency(**labels)
-        if check.score < config.consistency_threshold and len(expression_candidates) > 1:
-            # Knowledge decides between candidates the samples could not separate.
-            best = max(expression_candidates, key=lambda e: consistency(**{**labels, "expression": e}).score)
-            if best != results[EXPRESSION].value:
-                results[EXPRESSION] = LevelResult(best, results[EXPRESSION].uncertainty, None, True, False)
-                labels = _merged(human, results)
-                check = consistency(**labels)
-        issues = "; ".join(check.issues)
-        if check.score < config.consistency_threshold:
-            undecided = [level for level, r in results.items() if not r.decided]
-            if config.reject_inconsistent == "expression":
-                undecided = undecided or [EXPRESSION] * (EXPRESSION in results)
-            if config.reject_inconsistent == "always" or (config.reject_inconsistent != "never" and undecided):
-                why = f" and {', '.join(undecided)} undecided by sampling" if undecided else ""
-                return Decision(
-                    "rejected",
-                    f"inconsistent with emotion knowledge (score {check.score:.2f}){why}: {issues or 'contradiction'}",
-                    {},
-                )
-            reason = f"kept despite knowledge issues (score {check.score:.2f}; decided by sampling): {issues}"
-        elif issues:
-            reason = issues
-    for level, result in results.items():
-        limit = config.max_uncertainty.get(level, 1.0)
-        if result.uncertainty > limit:
-            return Decision(
-                "rejected", f"{level} uncertain after {agg.samples} samples: {result.uncertainty:.2f} > {limit}", {}
-            )
-    described = {
-        level: LevelResult(r.value, r.uncertainty, _description(level, r.value, valid, verdict), r.verified)
-        for level, r in results.items()
-    }
-    return Decision("accepted", reason, described)
+
+def _without_a_contradicting_level(
+    results: dict[str, LevelResult], human: Mapping[str, Any], config: SVUAMCConfig, consistency: ConsistencyFn
+) -> set[str]:
+    """The levels kept when one generated level (expression first, then valence/arousal, then AUs) is given up so
+    that the rest passes the knowledge check; empty when none does: the row is rejected."""
+    for level in (EXPRESSION, VALENCE_AROUSAL, AU_LEVEL):
+        if level in results and len(results) > 1:
+            rest = {k: r for k, r in results.items() if k != level}
+            if _passes(consistency(**_merged(human, rest)).score, config):
+                return set(rest)
+    return set()
+
+
+def _with_knowledge(
+    results: dict[str, LevelResult], human: Mapping[str, Any], score: float, config: SVUAMCConfig
+) -> dict[str, LevelResult]:
+    """Uncertainties with what knowledge says about the label set: the expression's posterior is discounted by the
+    knowledge score and by how far the face's valence/arousal (human or generated) lies from the expression's
+    circumplex anchor; the valence/arousal spread is widened by the same distance; the AUs' agreement is discounted
+    by their affinity to the face's expression's prototypes. Levels of one face that do not agree with each other
+    are where a model's confident mistakes show."""
+    labels = _merged(human, results)
+    expression, valence, arousal = labels["expression"], labels["valence"], labels["arousal"]
+    if expression not in CIRCUMPLEX or valence is None or arousal is None:
+        distance = 0.0
+    else:
+        anchor_v, anchor_a = CIRCUMPLEX[expression]
+        distance = math.hypot(valence - anchor_v, arousal - anchor_a)
+    out = dict(results)
+    if EXPRESSION in out:
+        r = out[EXPRESSION]
+        agreement = min(score, 1.0) * math.exp(-(distance**2) / (2 * config.anchor_spread**2))
+        out[EXPRESSION] = replace(r, uncertainty=1.0 - (1.0 - r.uncertainty) * agreement)
+    if VALENCE_AROUSAL in out and expression in CIRCUMPLEX:
+        r = out[VALENCE_AROUSAL]
+        out[VALENCE_AROUSAL] = replace(r, uncertainty=math.sqrt(r.uncertainty**2 + (distance / 2) ** 2))
+    if AU_LEVEL in out and expression is not None:
+        r = out[AU_LEVEL]
+        affinity = expression_au_affinity(expression, r.value)
+        out[AU_LEVEL] = replace(r, uncertainty=1.0 - (1.0 - r.uncertainty) * affinity)
+    return out
+
+
+def _with_instability(results: dict[str, LevelResult], voted: Mapping[str, LevelResult]) -> dict[str, LevelResult]:
+    """Uncertainties that also carry the instability of the same face at its other generated levels.
+
+    A face a model is unsure of at one level (split votes on the AUs, spread valence/arousal) is a face where its
+    unanimous expression is more often a confident mistake. Each generated level's stability: the expression's
+    posterior share (after knowledge), exp(-2 x the valence/arousal vote spread), (1 - the AU uncertainty)**2; a
+    level's uncertainty is then 1 - (1 - its own) x the product of the others' x the odds of a knowledge repair
+    (valence/arousal, in its own units: + 0.2 x (1 - that product)). Used for ranking, after acceptance:
+    `max_uncertainty` sees each level's own.
+    """
+    stability = {}
+    if EXPRESSION in results:
+        stability[EXPRESSION] = 1.0 - results[EXPRESSION].uncertainty
+    if VALENCE_AROUSAL in voted:
+        stability[VALENCE_AROUSAL] = math.exp(-2.0 * voted[VALENCE_AROUSAL].uncertainty)
+    if AU_LEVEL in voted:
+        stability[AU_LEVEL] = (1.0 - voted[AU_LEVEL].uncertainty) ** 2
+    out = {}
+    for level, r in results.items():
+        others = math.prod(v for k, v in stability.items() if k != level)
+        if level == VALENCE_AROUSAL:
+            out[level] = replace(r, uncertainty=r.uncertainty + 0.2 * (1.0 - others))
+        else:
+            out[level] = replace(r, uncertainty=1.0 - (1.0 - r.uncertainty) * others * r.repair_odds)
+    return out
+
+
+def _passes(score: float, config: SVUAMCConfig) -> bool:
+    return score > config.consistency_threshold
+
+
+def _most_consistent(
+    agg: Aggregate,
+    results: dict[str, LevelResult],
+    human: Mapping[str, Any],
+    config: SVUAMCConfig,
+    consistency: ConsistencyFn,
+    score: float,
+) -> tuple[dict[str, LevelResult], float]:
+    """The passing candidate label set with the highest posterior x knowledge score (the current set if none).
+
+    Expression candidates: the greedy answer and every voted expression, each with its posterior share. A set that
+    fails the check gets its generated AUs repaired, each set to the value that raises the score most: the AUs the
+    votes left undecided, then any AU (human labels outrank the agreement of samples, and models are weak AU
+    detectors). A repair costs the posterior odds of each changed AU, (votes for the new value + 1) / (votes for
+    the old + 1): rewriting AUs the votes agreed on to excuse a generated expression is rarely the best set, and
+    when it is, both levels carry that cost in their reported uncertainty (not in `max_uncertainty`: the votes of a
+    weak AU detector are weak evidence against knowledge).
+    """
+
+    def value(trial: Mapping[str, LevelResult], trial_score: float) -> float:
+        share = 1.0 - trial[EXPRESSION].uncertainty if EXPRESSION in trial else 1.0
+        odds = trial[AU_LEVEL].repair_odds if AU_LEVEL in trial else 1.0
+        return share * odds * trial_score
+
+    best, best_score = results, score
+    best_value = value(results, score)
+    expressions = agg.expression.candidates if EXPRESSION in results else (None,)
+    undecided = [au for au in AUS if agg.aus is not None and au not in agg.aus.decisive]
+    for expression in expressions:
+        trial = dict(results)
+        if expression is not None and expression != results[EXPRESSION].value:
+            trial[EXPRESSION] = LevelResult(expression, 1.0 - agg.expression.share(expression), None, True, False)
+        trial_score = consistency(**_merged(human, trial)).score
+        if AU_LEVEL in trial and not _passes(trial_score, config):
+            for flexible in (undecided, AUS):  # models are weak AU detectors: their AUs yield first
+                trial[AU_LEVEL], trial_score = _consistent_aus(trial, flexible, human, consistency, trial_score)
+            odds = _repair_odds(agg, results[AU_LEVEL].value, trial[AU_LEVEL].value, config)
+            trial = {lvl: replace(r, repair_odds=odds) if lvl != VALENCE_AROUSAL else r for lvl, r in trial.items()}
+        if not _passes(trial_score, config):
+            continue
+        if value(trial, trial_score) > best_value + 1e-9 or not _passes(best_score, config):
+            best, best_score, best_value = trial, trial_score, value(trial, trial_score)
+    return best, best_score
+
+
+def _repair_odds(agg: Aggregate, before: frozenset[str], after: frozenset[str], config: SVUAMCConfig) -> float:
+    """The posterior odds of the AUs a repair changed: prod of (support of the new value + 1) / (of the old + 1)."""
+    if agg.aus is None:
+        return 1.0
+    greedy = agg.greedy.aus if agg.greedy is not None else None
+    w = config.greedy_weight if greedy is not None else 0
+    odds = 1.0
+    for au in before ^ after:
+        yes = round(agg.aus.shares.get(au, 0.0) * agg.aus.votes) + (w if greedy is not None and au in greedy else 0)
+        no = agg.aus.votes + w - yes
+        new, old = (yes, no) if au in after else (no, yes)
+        odds *= (new + 1) / (old + 1)
+    return odds
+
+
+def _consistent_aus(
+    trial: dict[str, LevelResult],
+    flexible: Sequence[str],
+    human: Mapping[str, Any],
+    consistency: ConsistencyFn,
+    score: float,
+) -> tuple[LevelResult, float]:
+    current = trial[AU_LEVEL]
+    active = set(current.value)
+    for _ in range(2):  # two passes of coordinate ascent are enough for the knowledge rules' few AUs
+        for au in flexible:
+            flipped = active ^ {au}
+            s = consistency(**_merged(human, {**trial, AU_LEVEL: replace(current, value=frozenset(flipped))})).score
+            if s > score:
+                active, score = flipped, s
+    changed = frozenset(active) != current.value
+    return replace(current, value=frozenset(active), verified=current.verified or changed), score
 
 
 def _merged(human: Mapping[str, Any], results: Mapping[str, LevelResult]) -> dict[str, Any]:
@@ -418,17 +688,27 @@ def _merged(human: Mapping[str, Any], results: Mapping[str, LevelResult]) -> dic
     return labels
 
 
-def _description(level: str, value: Any, samples: Sequence[Sample], verdict: Sample | None) -> str | None:
-    """The description of the sample closest to the final label (an exact agreement where there is one)."""
-    pool = [s for s in samples if s.describe(level)]
-    if verdict is not None and verdict.describe(level):
-        pool.append(verdict)
+def agrees(sample: Sample, level: str, value: Any) -> bool:
+    """Whether `sample` gives `level` the final label `value` (valence/arousal: within 0.3 in L1)."""
+    if level == EXPRESSION:
+        return sample.expression == value
+    if level == AU_LEVEL:
+        return sample.aus is not None and sample.aus == value
+    if sample.valence is None or sample.arousal is None:
+        return False
+    return abs(sample.valence - value[0]) + abs(sample.arousal - value[1]) <= 0.3
+
+
+def _description(level: str, value: Any, greedy: Sample | None, samples: Sequence[Sample]) -> str | None:
+    """The description of the answer closest to the final label, the greedy answer first among equals; never one
+    of an expression the final label contradicts."""
+    pool = [s for s in ([greedy] if greedy is not None else []) + list(samples) if s.describe(level)]
     if not pool:
         return None
 
     def distance(s: Sample) -> float:
         if level == EXPRESSION:
-            return 0.0 if s.expression == value else 1.0
+            return 0.0 if s.expression == value else math.inf
         if level == VALENCE_AROUSAL:
             if s.valence is None or s.arousal is None:
                 return math.inf
@@ -436,22 +716,18 @@ def _description(level: str, value: Any, samples: Sequence[Sample], verdict: Sam
         return math.inf if s.aus is None else float(len(s.aus ^ value))
 
     best = min(pool, key=distance)  # first of the closest: deterministic
-    if level == EXPRESSION and distance(best) > 0:
-        return None  # never describe an expression the final label contradicts
-    return best.describe(level)
+    return best.describe(level) if distance(best) < math.inf else None
 
 
-def _binary_entropy(p: float) -> float:
-    if p <= 0.0 or p >= 1.0:
-        return 0.0
-    return -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
-
-
-def _sd(values: Sequence[float]) -> float:
+def _ss(values: Sequence[float]) -> float:
     if len(values) < 2:
         return 0.0
     mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return sum((v - mean) ** 2 for v in values)
+
+
+def _sd(values: Sequence[float]) -> float:
+    return math.sqrt(_ss(values) / (len(values) - 1)) if len(values) > 1 else 0.0
 
 
 def _clip(x: float) -> float:

@@ -1,4 +1,4 @@
-"""`seke-hf demo`: see the whole system work in a few minutes, offline, with no corpus and no API key.
+"""`seke-hf demo`: see the whole system work in about half a minute, offline, with no corpus and no API key.
 
     seke-hf demo                      # writes ./seke-hf-demo
     seke-hf demo --out /tmp/demo --small
@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", default="seke-hf-demo", help="output folder (default: ./seke-hf-demo)")
-    p.add_argument("--small", action="store_true", help="a few faces per corpus (seconds instead of minutes)")
+    p.add_argument("--small", action="store_true", help="a few faces per corpus (about 10 s instead of 30 s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--port", type=int, default=None, help="simulator port (default 8737; the cache is keyed by it)")
     p.add_argument("--verbose", action="store_true",

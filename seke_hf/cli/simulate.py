@@ -13,6 +13,10 @@ examples:
   # build the truth from a labelled corpus once, then serve it
   seke-hf simulate --corpus rafdb --data-dir ~/data/RAF-DB --save-truth truth.jsonl --port 8000
   seke-hf simulate --truth truth.jsonl --port 8000 --latency 0.2 --rate-limit 0.02
+  # rehearse on a model that is a weak AU detector (see seke_hf.simulate.noise.PROFILES)
+  seke-hf simulate --truth truth.jsonl --port 8000 --profile ambivalent-aus
+  # every face a `seke-hf build --corpora-root /data/faces` will ask about, for a dry run of the whole build
+  seke-hf simulate --corpora-root /data/faces --port 8000
   # then point any OpenAI client at http://127.0.0.1:8000/v1 and read http://127.0.0.1:8000/stats
 """
 
@@ -32,6 +36,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     source.add_argument("--corpus", help="build the truth from this corpus (ckplus, rafdb, ...)")
     source.add_argument("--data-dir", type=Path, help="folder of the corpus given with --corpus")
     source.add_argument("--split", default=None, help="split of --corpus to use (default: all splits)")
+    source.add_argument(
+        "--corpora-root",
+        type=Path,
+        help="the faces FEID and FEAB select from the corpora under this folder (what `seke-hf build "
+        "--corpora-root` asks about, with the default selection)",
+    )
     parser.add_argument("--save-truth", type=Path, help="write the truth table to this JSONL file")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
@@ -39,6 +49,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--api-key", default=None, help="require this bearer key (default: accept any)")
     noise = parser.add_argument_group("noise model")
     noise.add_argument("--seed", type=int, default=0, help="seed of the per-image beliefs")
+    noise.add_argument(
+        "--profile",
+        default="default",
+        help="noise regime: default, ambivalent-aus, noisy-va, confident-errors or weak "
+        "(see seke_hf.simulate.noise.PROFILES); --noise settings apply on top",
+    )
     noise.add_argument(
         "--noise",
         action="append",
@@ -56,14 +72,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     faults.add_argument(
         "--no-structured-output", action="store_true", help="reject response_format, like servers without schemas"
     )
+    batches = parser.add_argument_group("Batch API (/v1/files, /v1/batches)")
+    batches.add_argument(
+        "--batch-delay", type=float, default=0.0, metavar="SECONDS", help="time from batch creation to completion"
+    )
+    batches.add_argument("--batch-line-error", type=float, default=0.0, metavar="RATE", help="batch lines that error")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    from seke_hf.simulate import DEFAULT_MODEL, SimulatedVLLM, TruthTable, truth_from_dataset
+    from seke_hf.simulate import DEFAULT_MODEL, PROFILES, SimulatedVLLM, TruthTable, truth_from_dataset
 
+    if args.profile not in PROFILES:
+        raise CLIError(f"--profile {args.profile!r}: expected one of {', '.join(PROFILES)}")
     noise = dict(_noise_setting(text) for text in args.noise)
+    given = [name for name in ("truth", "corpus", "corpora_root") if getattr(args, name) is not None]
+    if len(given) != 1:
+        raise CLIError("give the truth, one of: --truth truth.jsonl, --corpus NAME --data-dir DIR, --corpora-root DIR")
     if args.truth is not None:
         truth = TruthTable.load(args.truth)
     elif args.corpus is not None:
@@ -71,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError("--corpus needs --data-dir (the folder of your copy of the corpus)")
         truth = truth_from_dataset(_rows(args.corpus, args.data_dir, args.split))
     else:
-        raise CLIError("give the truth: --truth truth.jsonl, or --corpus NAME --data-dir DIR")
+        truth = truth_from_dataset(_selected_rows(args.corpora_root), seed=args.seed)
     if args.save_truth is not None:
         truth.save(args.save_truth)
         print(f"wrote {len(truth)} truth entries to {args.save_truth}", flush=True)
@@ -81,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         model=args.model or DEFAULT_MODEL,
         api_key=args.api_key,
+        profile=args.profile,
         seed=args.seed,
         rate_limit=args.rate_limit,
         server_error=args.server_error,
@@ -92,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         timeout_delay=args.timeout_delay,
         max_n=args.max_n,
         structured_output=not args.no_structured_output,
+        batch_delay=args.batch_delay,
+        batch_line_error=args.batch_line_error,
         **noise,
     )
     server.start()
@@ -127,3 +156,15 @@ def _rows(corpus: str, data_dir: Path, split: str | None) -> Any:
     if isinstance(loaded, datasets.DatasetDict):
         return datasets.concatenate_datasets(list(loaded.values()))
     return loaded
+
+
+def _selected_rows(root: Path) -> Any:
+    """FEID and FEAB with their human labels, as the default selection takes them from the corpora under `root`."""
+    import datasets
+
+    from seke_hf import feid
+
+    if not root.is_dir():
+        raise CLIError(f"--corpora-root {str(root)!r} is not a folder")
+    splits = feid.build(root, progress=lambda line: None).datasets
+    return datasets.concatenate_datasets(list(splits.values()))

@@ -1,7 +1,7 @@
 """A strict parser for what vision LLMs answer to the three FEAB questions.
 
 Free-text scorers of peer benchmarks silently turn bad answers into labels (an unparseable answer counted as
-happiness, "no AU12" counted as AU12, "nose" read as a negation: see peers.md §2). This parser takes the opposite
+happiness, "no AU12" counted as AU12, "nose" read as a negation: see docs/peers.md §2). This parser takes the opposite
 stance: it returns a label only when the answer names one unambiguously, and otherwise says why it could not.
 
 Where it looks, in order:

@@ -17,6 +17,8 @@ API (shared by the SV-UAMC annotator and the FEAB evaluator)::
     backend.tally           # Tally: requests sent, cache hits, retries, failures, tokens; tally.cost(prices)
     backend.summary()       # one log line: requests, tokens (cached), estimated cost
     backend.fetched_since(t)  # Tally of the answers fetched since time.time() t by every process sharing the cache
+    backend.gate = Budget(...)  # a SendGate asked before every send: a budget, or a batch run collecting requests
+    backend.remember(key, completion)  # store an answer obtained by the Batch API, as if fetched
     await backend.aclose()
 
 `complete` raises `RequestFailed` when a request still fails after `max_retries` retries (429 and 5xx answers,
@@ -43,7 +45,7 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import openai
 
@@ -115,9 +117,10 @@ class ChatBackend:
         self._inflight: dict[str, asyncio.Task[Completion]] = {}
         self._fetched: set[str] = set()  # keys this process sent, so re-reading them is not counted as a saving
         self._unreachable_reported = False
+        self.gate: SendGate | None = None
 
     # -- pickling: configuration only ------------------------------------------------------------------------------
-    _RUNTIME = ("_client", "_loop", "_semaphore", "_inflight", "_fetched", "_unreachable_reported")
+    _RUNTIME = ("_client", "_loop", "_semaphore", "_inflight", "_fetched", "_unreachable_reported", "gate")
 
     def __getstate__(self) -> dict[str, Any]:
         state = {k: v for k, v in self.__dict__.items() if k not in self._RUNTIME}
@@ -130,6 +133,7 @@ class ChatBackend:
         self._inflight = {}
         self._fetched = set()
         self._unreachable_reported = False
+        self.gate = None
 
     @property
     def endpoint(self) -> str:
@@ -139,19 +143,22 @@ class ChatBackend:
     def _runtime(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            api_key = self.api_key or os.environ.get("OPENAI_API_KEY")
-            if not api_key:
-                if self.base_url or os.environ.get("OPENAI_BASE_URL"):
-                    api_key = "EMPTY"  # local OpenAI-compatible servers (vLLM, the simulator) need none
-                else:
-                    raise RequestFailed("no API key: pass api_key=... or set OPENAI_API_KEY")
             self._client = openai.AsyncOpenAI(
-                api_key=api_key, base_url=self.endpoint, timeout=self.timeout, max_retries=0
+                api_key=self.resolved_api_key(), base_url=self.endpoint, timeout=self.timeout, max_retries=0
             )
             self._semaphore = asyncio.Semaphore(self.max_concurrency)
             self._inflight = {}
             self._loop = loop
         return self._client, self._semaphore
+
+    def resolved_api_key(self) -> str:
+        """The key to send: the one given, else OPENAI_API_KEY; local servers (vLLM, the simulator) need none."""
+        api_key = self.api_key or os.environ.get("OPENAI_API_KEY")
+        if api_key:
+            return api_key
+        if self.base_url or os.environ.get("OPENAI_BASE_URL"):
+            return "EMPTY"
+        raise RequestFailed("no API key: pass api_key=... or set OPENAI_API_KEY")
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -204,17 +211,33 @@ class ChatBackend:
                     self.tally.cache_hits += 1
                     self.tally.cached_usage += completion.usage
                 return completion
-        completion = await self._fetch(request)
+        ticket = self.gate.before_send(key, request) if self.gate is not None else None  # may refuse: raises
+        try:
+            completion = await self._fetch(request)
+        except BaseException:
+            if self.gate is not None:
+                self.gate.after_send(ticket, None)
+            raise
+        if self.gate is not None:
+            self.gate.after_send(ticket, completion.usage)
         self._fetched.add(key)
         if self.cache is not None:
-            value = {
-                "choices": completion.choices,
-                "refusals": completion.refusals,
-                "usage": asdict(completion.usage),
-                "requests": completion.requests,
-            }
-            await asyncio.to_thread(self.cache.put, key, value)
+            await asyncio.to_thread(self.cache.put, key, _cache_value(completion))
         return completion
+
+    def remember(self, key: str, completion: Completion) -> None:
+        """Store an answer obtained another way (a Batch API result) as if this backend had fetched it."""
+        if self.cache is not None:
+            self.cache.put(key, _cache_value(completion))
+        self._fetched.add(key)
+        self.tally.requests += completion.requests
+        self.tally.choices += len(completion.choices)
+        self.tally.usage += completion.usage
+
+    def wire_params(self, request: Request) -> dict[str, Any]:
+        """The `chat.completions.create` arguments this backend would send for `request` now (with the response
+        format it fell back to, if any): the body of a Batch API line."""
+        return request.with_format(self._degrade_format(request.response_format)).params(self.model)
 
     def fetched_since(self, timestamp: float) -> Tally:
         """Requests, choices and tokens of the answers stored in the cache since `timestamp`, by any process (the
@@ -235,7 +258,8 @@ class ChatBackend:
             f"{t.requests} requests sent ({t.choices} choices, {t.retries} retries, {t.failures} failed), "
             f"{t.cache_hits} answered from cache; tokens: {t.usage.prompt_tokens} prompt "
             f"({t.usage.cached_tokens} cached by the provider), {t.usage.completion_tokens} completion; "
-            f"estimated cost ${t.cost(self.prices):.4f}"
+            f"estimated cost {self.prices.format(t.cost(self.prices), 4)}"
+            + (f" at {self.prices.describe()}" if self.prices.known else "")
         )
 
     # -- fallbacks -------------------------------------------------------------------------------------------------
@@ -342,6 +366,25 @@ class ChatBackend:
         if hinted is not None:
             return min(hinted, self.max_backoff)
         return min(self.backoff * 2**attempt, self.max_backoff) * (0.5 + random.random() / 2)
+
+
+class SendGate(Protocol):
+    """Asked on every cache miss before anything is sent (a budget, or a batch run collecting requests)."""
+
+    def before_send(self, key: str, request: Request) -> Any:
+        """Return a ticket for `after_send`, or raise `RequestFailed` to send nothing."""
+
+    def after_send(self, ticket: Any, usage: Usage | None) -> None:
+        """The request's usage, or None when it failed (nothing was paid)."""
+
+
+def _cache_value(completion: Completion) -> dict[str, Any]:
+    return {
+        "choices": completion.choices,
+        "refusals": completion.refusals,
+        "usage": asdict(completion.usage),
+        "requests": completion.requests,
+    }
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -8,13 +8,14 @@ tokens like the real API (`GET /stats`), so a whole annotation run can be rehear
 from __future__ import annotations
 
 from seke_hf.simulate.faults import FAULT_KINDS, FaultPlan
-from seke_hf.simulate.noise import Labels, NoiseModel, Priors
+from seke_hf.simulate.noise import PROFILES, Labels, NoiseModel, Priors
 from seke_hf.simulate.server import DEFAULT_MODEL, SimulatedVLLM
 from seke_hf.simulate.truth import TruthEntry, TruthTable, labels_from_row, truth_from_dataset
 
 __all__ = [
     "DEFAULT_MODEL",
     "FAULT_KINDS",
+    "PROFILES",
     "FaultPlan",
     "Labels",
     "NoiseModel",

@@ -19,11 +19,20 @@ Belief (once per image and priors):
 - action units: each active AU is missed with probability `au_miss`, each inactive AU is hallucinated with
   probability `au_false`; when the expression belief is wrong, the wrong expression's prototype AUs are added with
   probability `belief_pull`. A believed-present AU is then left out by a share `au_split` of samples, a
-  believed-absent one reported by a share `au_flicker` (models omit more often than they hallucinate).
+  believed-absent one reported by a share `au_flicker` (models omit more often than they hallucinate). With
+  probability `au_ambivalence` an open AU is *ambivalent* instead: the model names it in a share of samples drawn
+  uniformly from [0.25, 0.75], shifted toward the truth by `ambivalent_lean` (a weak detector: more samples only
+  confirm the ambiguity, and the greedy answer is right only a little more often than a coin).
+- confident mistakes: a wrong belief keeps only a share `1 - wrong_confidence` of its `vote_split`, so it is
+  repeated across samples rather than split.
 
 Samples (once per choice): the expression and AUs are drawn from the belief tempered by the temperature (`p**(1/T)`,
 renormalised; `T = 0` takes the most likely answer, so every choice is identical); valence/arousal = centre +
-N(0, `va_noise` * T). The request's `seed` fixes the sampling stream, the model `seed` fixes the beliefs.
+N(0, `va_noise` * T). With `temperature_drift`, sampling also flattens toward the confusions: a share
+`temperature_drift * T` of each sampled expression's probability moves to the confusion partners of the greedy answer
+(real models decode their label after tokens that sampling perturbs), so on a face the model gets right by a modest
+margin the sampled majority can be a confusion while the greedy (T = 0) answer is right. The request's `seed`
+fixes the sampling stream, the model `seed` fixes the beliefs.
 
 Priors: a level stated in the prompt (the human label of a partially labelled corpus) is answered as stated, and
 each consistent stated level lowers the difficulty of the other levels by the factor `1 - prior_gain` (a known
@@ -31,6 +40,10 @@ each consistent stated level lowers the difficulty of the other levels by the fa
 not help.
 
 Unknown images (not in the truth table) are answered from a flat belief seeded by the image: high uncertainty.
+
+Profiles (`PROFILES`, `NoiseModel.from_profile`): named settings of these rates for rehearsing the annotator on
+models unlike the default one: `default`, `ambivalent-aus`, `noisy-va`, `confident-errors` and `weak` (all three at
+once). See `PROFILES` for what each one stands for.
 """
 
 from __future__ import annotations
@@ -164,6 +177,10 @@ class NoiseModel:
     au_false: Rate = (0.01, 0.15)
     au_split: Rate = (0.0, 0.4)
     au_flicker: Rate = (0.0, 0.1)
+    au_ambivalence: Rate = (0.0, 0.0)
+    ambivalent_lean: float = 0.1
+    wrong_confidence: float = 0.0
+    temperature_drift: float = 0.0
     prior_gain: float = 0.5
     unknown_confidence: float = 0.3
     """Top share of the flat belief an unknown image gets."""
@@ -187,6 +204,13 @@ class NoiseModel:
     def field_names(cls) -> set[str]:
         return {f.name for f in fields(cls)}
 
+    @classmethod
+    def from_profile(cls, profile: str = "default", **overrides: object) -> NoiseModel:
+        """The noise model of a named profile (`PROFILES`), with any field overridden."""
+        if profile not in PROFILES:
+            raise ValueError(f"unknown noise profile {profile!r}; profiles are {', '.join(PROFILES)}")
+        return cls(**{**PROFILES[profile].rates, **overrides})
+
     # ---------------------------------------------------------------- belief
     def belief(self, truth: Labels, difficulty: float, priors: Priors = Priors(), key: str = "") -> Belief:
         """The per-image belief, drawn from the model seed, the image key and the priors only."""
@@ -202,6 +226,8 @@ class NoiseModel:
         bias = rng.normal(0.0, 1.0, size=2)
         u_aus = rng.random(len(AUS))
         u_proto = rng.random(len(AUS))
+        u_ambivalent = rng.random(len(AUS))  # drawn after the older numbers: the default profile is unchanged
+        u_share = rng.random(len(AUS))
 
         if priors.expression is not None:
             expression = {e: (1.0 if e == priors.expression else 0.0) for e in EXPRESSIONS}
@@ -210,7 +236,10 @@ class NoiseModel:
             wrong = None
             if u_wrong < _lerp(self.expression_error, d_expr):
                 wrong = _weighted_pick(CONFUSIONS[truth.expression], confusion_pick)
-            expression = self._expression_belief(truth.expression, wrong, _lerp(self.vote_split, d_expr))
+            split = _lerp(self.vote_split, d_expr)
+            if wrong is not None:
+                split *= 1.0 - self.wrong_confidence
+            expression = self._expression_belief(truth.expression, wrong, split)
         expression = _with_floor(expression, self.floor)
 
         if priors.has_va:
@@ -229,9 +258,13 @@ class NoiseModel:
         miss, false = _lerp(self.au_miss, d_aus), _lerp(self.au_false, d_aus)
         proto = set(PROTOTYPE_AUS[wrong]) if wrong is not None else set()
         split, flicker = _lerp(self.au_split, d_aus), _lerp(self.au_flicker, d_aus)
+        ambivalence = _lerp(self.au_ambivalence, d_aus)
         aus: dict[str, float] = {}
         for i, au in enumerate(AUS):
-            if au in open_aus:
+            if au in open_aus and u_ambivalent[i] < ambivalence:
+                lean = self.ambivalent_lean if au in truth.aus else -self.ambivalent_lean
+                aus[au] = min(0.75, max(0.25, 0.25 + 0.5 * u_share[i] + lean))
+            elif au in open_aus:
                 present = (u_aus[i] >= miss) if au in truth.aus else (u_aus[i] < false)
                 present = present or (au in proto and u_proto[i] < self.belief_pull)
                 aus[au] = 1.0 - split if present else flicker
@@ -276,7 +309,14 @@ class NoiseModel:
         """One choice: `expressions`/`aus` restrict the answer to candidates (an enum in the asked schema)."""
         candidates = [e for e in (expressions or EXPRESSIONS) if e in belief.expression] or list(EXPRESSIONS)
         weights = np.array([belief.expression[e] for e in candidates])
-        expression = candidates[_tempered_index(weights, temperature, rng.random())]
+        probs = _tempered(weights, temperature)
+        drift = self.temperature_drift * min(temperature, 1.0)
+        if drift > 0:  # sampling flattens toward the greedy answer's confusions
+            partners = CONFUSIONS[belief.top_expression]
+            pull = np.array([partners.get(e, 0.0) for e in candidates])
+            if pull.sum() > 0:
+                probs = (1.0 - drift) * probs + drift * pull / pull.sum()
+        expression = candidates[_drawn_index(probs, rng.random())]
         u_va = rng.normal(0.0, 1.0, size=2)
         u_aus = rng.random(len(AUS))
         scale = belief.va_noise * temperature
@@ -293,9 +333,71 @@ class NoiseModel:
 
 
 _RATE_FIELDS = frozenset(
-    {"expression_error", "vote_split", "va_bias", "va_noise", "au_miss", "au_false", "au_split", "au_flicker"}
+    {
+        "expression_error",
+        "vote_split",
+        "va_bias",
+        "va_noise",
+        "au_miss",
+        "au_false",
+        "au_split",
+        "au_flicker",
+        "au_ambivalence",
+    }
 )
-_SHARE_FIELDS = frozenset({"truth_share", "belief_pull", "prior_gain", "unknown_confidence", "floor"})
+_SHARE_FIELDS = frozenset(
+    {
+        "truth_share",
+        "belief_pull",
+        "prior_gain",
+        "unknown_confidence",
+        "floor",
+        "ambivalent_lean",
+        "wrong_confidence",
+        "temperature_drift",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named regime of the simulated model: its noise rates and what real behaviour it stands for."""
+
+    rates: dict[str, object]
+    summary: str
+
+
+PROFILES: dict[str, Profile] = {
+    "default": Profile(
+        {},
+        "A capable model: easy faces answered unanimously, hard ones split between realistic confusions, AUs "
+        "mostly clear-cut, valence/arousal samples within about 0.1 of each other.",
+    ),
+    "ambivalent-aus": Profile(
+        {"au_ambivalence": (0.25, 0.6), "au_miss": (0.1, 0.45), "au_false": (0.03, 0.15)},
+        "A weak action-unit detector (as real vision LLMs are): for a quarter to more than half of a face's AUs "
+        "the chance that a sample names the AU lies between 0.25 and 0.75.",
+    ),
+    "noisy-va": Profile(
+        {"va_noise": (0.2, 0.3), "va_bias": (0.08, 0.3)},
+        "Unstable valence/arousal: samples at temperature 0.8 spread by 0.15-0.25 around a per-face belief that is "
+        "itself biased.",
+    ),
+    "confident-errors": Profile(
+        {"expression_error": (0.08, 0.6), "wrong_confidence": 0.8, "vote_split": (0.1, 0.55),
+         "temperature_drift": 0.35},
+        "Confident mistakes, repeated across samples, and sampling that flattens toward the confusions: the "
+        "temperature-0 answer is more accurate than the majority of samples at temperature 0.8 (as measured on a "
+        "real expression classifier).",
+    ),
+    "weak": Profile(
+        {"au_ambivalence": (0.25, 0.6), "au_miss": (0.1, 0.45), "au_false": (0.03, 0.15), "va_noise": (0.2, 0.3),
+         "va_bias": (0.08, 0.3), "expression_error": (0.08, 0.6), "wrong_confidence": 0.8,
+         "vote_split": (0.1, 0.55), "temperature_drift": 0.35},
+        "All three at once: ambivalent AUs, noisy valence/arousal and confident expression errors.",
+    ),
+}  # fmt: skip
+"""Named noise settings (`NoiseModel.from_profile`, `SimulatedVLLM(profile=...)`, `seke-hf simulate --profile`)."""
 
 
 def truth_seed(*parts: object) -> int:
@@ -346,13 +448,20 @@ def _with_floor(probs: dict[str, float], floor: float) -> dict[str, float]:
     return {e: max(p, floor) / total for e, p in probs.items()}
 
 
-def _tempered_index(weights: np.ndarray, temperature: float, u: float) -> int:
+def _tempered(weights: np.ndarray, temperature: float) -> np.ndarray:
+    """`weights**(1/T)`, renormalised; T = 0 puts all the mass on the most likely answer."""
     if temperature <= 0:
-        return int(np.argmax(weights))
+        probs = np.zeros(len(weights))
+        probs[int(np.argmax(weights))] = 1.0
+        return probs
     logits = np.log(weights) / temperature
     p = np.exp(logits - logits.max())
-    cumulative = np.cumsum(p / p.sum())
-    return int(min(np.searchsorted(cumulative, u, side="right"), len(weights) - 1))
+    return p / p.sum()
+
+
+def _drawn_index(probs: np.ndarray, u: float) -> int:
+    cumulative = np.cumsum(probs)
+    return int(min(np.searchsorted(cumulative, u * cumulative[-1], side="right"), len(probs) - 1))
 
 
 def _tempered_bernoulli(p: float, temperature: float, u: float) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -411,3 +412,13 @@ def _number_param(body: Mapping[str, Any], name: str, default: float, low: float
             code="invalid_value",
         )
     return float(value)
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """A request body as JSON (None when empty), or the API's `invalid_json` error."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RequestError(f"We could not parse the JSON body of your request. ({e})", code="invalid_json") from None

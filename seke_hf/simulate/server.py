@@ -1,9 +1,10 @@
 """The HTTP side: an OpenAI-compatible server on 127.0.0.1 that the official `openai` client talks to unchanged.
 
 Endpoints: `POST /v1/chat/completions` (also with `stream: true`, as server-sent events), `GET /v1/models` (and
-`/v1/models/{id}`), `GET /stats` (`POST /stats/reset` or `DELETE /stats` to reset), `GET`/`POST /control/faults`
-(inject faults or change the fault plan at run time), `GET /health`. One thread per connection (HTTP/1.1
-keep-alive) and a listen backlog of 512, so many concurrent requests are held at once.
+`/v1/models/{id}`), the Batch API (`/v1/files` and `/v1/batches`, see `batches.py`), `GET /stats` (`POST
+/stats/reset` or `DELETE /stats` to reset), `GET`/`POST /control/faults` (inject faults or change the fault plan at
+run time), `GET /health`. With an `api_key`, every endpoint but `/health` requires it. One thread per connection
+(HTTP/1.1 keep-alive) and a listen backlog of 512, so many concurrent requests are held at once.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ import math
 import os
 import socket
 import threading
+import urllib.parse
 from dataclasses import asdict, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from seke_hf.simulate.accounting import Accounting, PromptCache
+from seke_hf.simulate.batches import BATCH_FAULTS, BatchPlan, BatchService
 from seke_hf.simulate.faults import FAULT_KINDS, FaultInjector, FaultPlan
 from seke_hf.simulate.model import SimulatedModel
 from seke_hf.simulate.noise import NoiseModel
-from seke_hf.simulate.request import RequestError, parse_request
+from seke_hf.simulate.request import RequestError, parse_json_body, parse_request
 from seke_hf.simulate.truth import DEFAULT_MATCH_THRESHOLD, TruthTable, truth_from_dataset
 
 logger = logging.getLogger(__name__)
@@ -45,7 +48,9 @@ class SimulatedVLLM:
     ```
 
     `truth` is a `TruthTable`, the path of a truth JSONL file, a labelled unified-schema `Dataset`, or None (every
-    face unknown). Keyword arguments named like a `NoiseModel` or `FaultPlan` field override that field.
+    face unknown). `profile` names the noise regime (`seke_hf.simulate.noise.PROFILES`: "default",
+    "ambivalent-aus", "noisy-va", "confident-errors", "weak"). Keyword arguments named like a `NoiseModel`,
+    `FaultPlan` or `BatchPlan` field override that field.
     """
 
     def __init__(
@@ -57,17 +62,22 @@ class SimulatedVLLM:
         model: str = DEFAULT_MODEL,
         api_key: str | None = None,
         noise: NoiseModel | None = None,
+        profile: str | None = None,
         faults: FaultPlan | None = None,
         match_threshold: float = DEFAULT_MATCH_THRESHOLD,
         **params: Any,
     ):
-        unknown = set(params) - NoiseModel.field_names() - FaultPlan.field_names()
+        unknown = set(params) - NoiseModel.field_names() - FaultPlan.field_names() - BatchPlan.field_names()
         if unknown:
             raise TypeError(
                 f"unknown parameter(s) {sorted(unknown)}; noise parameters are {sorted(NoiseModel.field_names())}, "
-                f"fault parameters are {sorted(FaultPlan.field_names())}"
+                f"fault parameters are {sorted(FaultPlan.field_names())}, "
+                f"batch parameters are {sorted(BatchPlan.field_names())}"
             )
-        noise = replace(noise or NoiseModel(), **{k: v for k, v in params.items() if k in NoiseModel.field_names()})
+        if noise is not None and profile is not None:
+            raise TypeError("give either noise= or profile=, not both")
+        noise = noise or NoiseModel.from_profile(profile or "default")
+        noise = replace(noise, **{k: v for k, v in params.items() if k in NoiseModel.field_names()})
         plan = replace(faults or FaultPlan(), **{k: v for k, v in params.items() if k in FaultPlan.field_names()})
         self.truth = _as_truth(truth, match_threshold)
         self.model_name = model
@@ -76,6 +86,9 @@ class SimulatedVLLM:
         self.prompt_cache = PromptCache()
         self.faults = FaultInjector(plan)
         self.model = SimulatedModel(self.truth, noise, self.faults, self.accounting, self.prompt_cache)
+        self.batches = BatchService(
+            self, BatchPlan(**{k: v for k, v in params.items() if k in BatchPlan.field_names()})
+        )
         self._host, self._port = host, port
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -146,23 +159,31 @@ class SimulatedVLLM:
         return self.faults.plan
 
     def stats(self) -> dict[str, Any]:
-        return self.accounting.snapshot()
+        return {**self.accounting.snapshot(), "batch": self.batches.snapshot()}
 
     def reset_stats(self, *, prompt_cache: bool = False) -> None:
         self.accounting.reset()
+        self.batches.reset()
         if prompt_cache:
             self.prompt_cache.clear()
 
     def inject(self, kind: str, count: int = 1) -> None:
-        """Force fault `kind` on the next `count` requests (choices, for `truncate` and `refusal`)."""
-        self.faults.inject(kind, count)
+        """Force fault `kind` on the next `count` requests (choices, for `truncate` and `refusal`; batches or batch
+        lines, for the `BATCH_FAULTS`)."""
+        if kind in BATCH_FAULTS:
+            self.batches.inject(kind, count)
+        else:
+            self.faults.inject(kind, count)
 
     def set_faults(self, **changes: Any) -> FaultPlan:
-        """Change fault rates or provider behaviours while serving (queued injections are kept)."""
-        unknown = set(changes) - FaultPlan.field_names()
+        """Change fault rates, provider behaviours or `BatchPlan` settings while serving (queued injections are
+        kept)."""
+        unknown = set(changes) - FaultPlan.field_names() - BatchPlan.field_names()
         if unknown:
             raise TypeError(f"unknown fault parameter(s) {sorted(unknown)}")
-        self.faults.plan = replace(self.faults.plan, **changes)
+        batch = {k: v for k, v in changes.items() if k in BatchPlan.field_names()}
+        self.batches.plan = replace(self.batches.plan, **batch)
+        self.faults.plan = replace(self.faults.plan, **{k: v for k, v in changes.items() if k not in batch})
         return self.faults.plan
 
     def pause(self) -> None:
@@ -242,6 +263,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"status": "ok"})
         elif not self._authorised():
             return
+        elif _is_batch_route(path):
+            self._batch_api("GET", path, b"")
         elif path == "/v1/models":
             self._json(200, {"object": "list", "data": [self._model_card()]})
         elif path == f"/v1/models/{sim.model_name}":
@@ -251,12 +274,17 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/stats":
             self._json(200, sim.stats())
         elif path == "/control/faults":
-            self._json(200, {"plan": asdict(sim.plan), "queued": sim.faults.queued()})
+            self._json(200, self._fault_state())
         else:
             self._error(RequestError(f"Invalid URL (GET {self.path})", status=404))
 
     def do_DELETE(self) -> None:
-        if self.path.rstrip("/") == "/stats":
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if not self._authorised():
+            return
+        if _is_batch_route(path):
+            self._batch_api("DELETE", path, b"")
+        elif path == "/stats":
             self.server.sim.reset_stats()
             self._json(200, {"reset": True})
         else:
@@ -264,14 +292,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
+        if not self._authorised():  # before reading a body: a caller without the key costs us no memory
+            return
+        if _is_batch_route(path):
+            limit = self.server.sim.batches.max_upload_bytes() if path == "/v1/files" else MAX_BODY_BYTES
+            try:
+                raw = self._read_body(limit)
+            except RequestError as e:
+                self._error(e)
+                return
+            self._batch_api("POST", path, raw)
+            return
         try:
-            body = self._body()
+            body = parse_json_body(self._read_body(MAX_BODY_BYTES))
         except RequestError as e:
             self._error(e)
             return
         if path == "/v1/chat/completions":
-            if self._authorised():
-                self._chat_completions(body)
+            self._chat_completions(body)
         elif path == "/stats/reset":
             self.server.sim.reset_stats(prompt_cache=bool((body or {}).get("prompt_cache")))
             self._json(200, {"reset": True})
@@ -379,9 +417,28 @@ class _Handler(BaseHTTPRequestHandler):
             if body.get("plan"):
                 sim.set_faults(**body["plan"])
         except (TypeError, ValueError) as e:
-            self._error(RequestError(f"{e} (fault kinds: {', '.join(FAULT_KINDS)})", param="inject"))
+            kinds = ", ".join(FAULT_KINDS + BATCH_FAULTS)
+            self._error(RequestError(f"{e} (fault kinds: {kinds})", param="inject"))
             return
-        self._json(200, {"plan": asdict(sim.plan), "queued": sim.faults.queued()})
+        self._json(200, self._fault_state())
+
+    def _fault_state(self) -> dict[str, Any]:
+        sim = self.server.sim
+        plan = {**asdict(sim.plan), **asdict(sim.batches.plan)}  # `plan` changes both, so it shows both
+        return {"plan": plan, "queued": {**sim.faults.queued(), **sim.batches.queued()}}
+
+    # ------------------------------------------------------------------ batch API
+    def _batch_api(self, method: str, path: str, body: bytes) -> None:
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        try:
+            reply = self.server.sim.batches.handle(method, path, query, body, self.headers.get("Content-Type", ""))
+        except RequestError as e:
+            self._error(e)
+            return
+        if isinstance(reply, bytes):
+            self._send(200, reply, "application/octet-stream")
+        else:
+            self._json(200, reply)
 
     # ------------------------------------------------------------------ plumbing
     def _model_card(self) -> dict[str, Any]:
@@ -394,27 +451,34 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(RequestError("Incorrect API key provided.", status=401, code="invalid_api_key"))
         return False
 
-    def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            raise RequestError(f"Request too large ({length} bytes).", status=413)
-        raw = self.rfile.read(length) if length else b""
-        if not raw:
-            return None
-        try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RequestError(
-                f"We could not parse the JSON body of your request. ({e})", code="invalid_json"
-            ) from None
+    def _read_body(self, limit: int) -> bytes:
+        """The request body, at most `limit` bytes. A length that is missing on a chunked body, not a number,
+        negative or over the limit is refused before anything is read, and the connection is closed (the unread
+        body must not be taken for the next request)."""
+        text = self.headers.get("Content-Length")
+        if text is None:
+            if self.headers.get("Transfer-Encoding"):
+                self.close_connection = True
+                raise RequestError("A Content-Length is required (chunked bodies are not accepted).", status=411)
+            return b""
+        if not text.strip().isdigit():
+            self.close_connection = True
+            raise RequestError(f"Invalid Content-Length {text!r}.", status=400)
+        length = int(text)
+        if length > limit:
+            self.close_connection = True
+            raise RequestError(f"Request too large ({length} bytes; the limit is {limit}).", status=413)
+        return self.rfile.read(length) if length else b""
 
     def _error(self, error: RequestError) -> None:
         self._json(error.status, error.body())
 
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
+        self._send(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def _send(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -423,3 +487,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
+
+
+def _is_batch_route(path: str) -> bool:
+    return path.split("/")[:3] in (["", "v1", "files"], ["", "v1", "batches"])

@@ -1,4 +1,4 @@
-"""AffectNet in either distribution layout (corpora.md §3), with every marker and pitfall the spec lists.
+"""AffectNet in either distribution layout (docs/corpora.md §3), with every marker and pitfall the spec lists.
 
 classic: `Manually_Annotated_file_lists/{training,validation}.csv` (training with a header, validation without one
 and with CRLF ends, as copies differ), whole web images under `Manually_Annotated/Manually_Annotated_Images/`, a face
@@ -21,7 +21,7 @@ from seke_hf.loading_scripts.affectnet import AFFECTNET_EXPRESSIONS, CLASSIC_COL
 from seke_hf.synthetic.faces import draw_face, face_bytes, seed_of
 
 CORRUPT_IMAGE = "103/29a31ebf1567693f4644c8ba3476ca9a72ee07fe67a5860d98707a0a.jpg"
-"""The corrupt file of the real training set (hcai broken-files list, corpora.md §3.1)."""
+"""The corrupt file of the real training set (hcai broken-files list, docs/corpora.md §3.1)."""
 CLASSIC_HEADER = ",".join(CLASSIC_COLUMNS)
 
 

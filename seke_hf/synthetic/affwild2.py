@@ -1,4 +1,4 @@
-"""Aff-Wild2 in the layout of one ABAW edition (corpora.md §6), with every marker and pitfall the spec lists.
+"""Aff-Wild2 in the layout of one ABAW edition (docs/corpora.md §6), with every marker and pitfall the spec lists.
 
 Header lines (one with a trailing comma and space), -5 / -1 sentinels, frames unlabelled in every task, labelled
 frames without a crop, a crop beyond the last annotation line and an annotation file one line shorter than another
@@ -17,7 +17,7 @@ import numpy as np
 from seke_hf.synthetic.faces import face_bytes, seed_of
 
 ABAW_AUS = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26")
-"""The 12 AUs of ABAW2 onward, in file order (corpora.md §6.1)."""
+"""The 12 AUs of ABAW2 onward, in file order (docs/corpora.md §6.1)."""
 EXPR_CLASSES = ("Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other")
 _CHALLENGES = {"VA": "VA_Estimation_Challenge", "EXPR": "EXPR_Classification_Challenge", "AU": "AU_Detection_Challenge"}
 EDITIONS: dict[str, tuple[str, dict[str, str], int]] = {
@@ -26,7 +26,7 @@ EDITIONS: dict[str, tuple[str, dict[str, str], int]] = {
     "abaw5": ("5th_ABAW_Annotations", _CHALLENGES, 8),
     "abaw6": ("6th ABAW Annotations", {**_CHALLENGES, "EXPR": "EXPR_Recognition_Challenge"}, 8),
 }
-"""Edition -> (annotation folder, task folders, EXPR classes) (corpora.md §6.2)."""
+"""Edition -> (annotation folder, task folders, EXPR classes) (docs/corpora.md §6.2)."""
 SECOND_CROPS = "cropped_aligned_new_50_vids"
 
 # (video, {task: split}, frames): a video with a different split per task, left/right people, partial task sets.

@@ -1,4 +1,4 @@
-"""BP4D-Spontaneous in its distribution layouts (corpora.md §5), with its pitfalls, for tests and the demo.
+"""BP4D-Spontaneous in its distribution layouts (docs/corpora.md §5), with its pitfalls, for tests and the demo.
 
 - `layout="original"`: `AUCoding/AU_OCC/F001_T1.csv`, `AUCoding/AU_INT/AU06/F001_T1_AU06.csv`,
   `Sequences(2D+3D)/F001/T1/<frame>.jpg` whose zero padding varies by sequence (`2440.jpg`, `095.jpg`, `0120.jpg`);

@@ -1,4 +1,4 @@
-"""CK+ in its distribution layout (corpora.md §1): PNG sequences, emotion and FACS files at the peak, landmarks.
+"""CK+ in its distribution layout (docs/corpora.md §1): PNG sequences, emotion and FACS files at the peak, landmarks.
 
 By default every sequence of SEKE's FEID split list is written with the expression the list gives it, so a test can
 reproduce the 293/34 split; a few sequences without an emotion label (one with an empty `Emotion/` folder) are added,

@@ -1,4 +1,4 @@
-"""DISFA in its distribution layout (corpora.md §4): per-AU label files and real AVI videos, with its pitfalls.
+"""DISFA in its distribution layout (docs/corpora.md §4): per-AU label files and real AVI videos, with its pitfalls.
 
 Every video frame is a synthetic face showing the AUs labelled for it, plus its 0-based frame number stamped as
 large black/white cells in the top-left corner (`read_frame_number` reads it back), so a test can check that label
@@ -32,7 +32,7 @@ from seke_hf.synthetic.faces import draw_face, seed_of
 
 DEFAULT_SUBJECTS = ("SN001", "SN003", "SN010", "SN013")
 """One subject of each fold part (SN001, SN010: part 1; SN013: part 2; SN003: part 3), with the pitfalls above."""
-SHORT_LABELS = "SN010"  # one labelled frame less (corpora.md §4.3); its video has one frame past the labels
+SHORT_LABELS = "SN010"  # one labelled frame less (docs/corpora.md §4.3); its video has one frame past the labels
 SHORT_VIDEO = "SN013"  # the video lacks the last labelled frame
 ODD_CASE = "SN003"  # video file names in other letter case
 MARKER_BITS = 16

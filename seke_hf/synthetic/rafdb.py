@@ -1,4 +1,4 @@
-"""RAF-DB basic in its distribution layout (corpora.md §2): label file with the on-disk typo, aligned/original."""
+"""RAF-DB basic in its distribution layout (docs/corpora.md §2): label file with the on-disk typo, aligned/original."""
 
 from __future__ import annotations
 
