@@ -24,7 +24,16 @@ import PIL.Image
 from seke_hf.schema import empty_row, expression_index
 
 from .corpus_builder import CorpusBuilder, CorpusConfig, Skips
-from .raw_files import UnreadableImage, encode_image, find_child, iter_files, local_path, open_text, text_encoding
+from .raw_files import (
+    UnreadableImage,
+    encode_image,
+    find_child,
+    iter_files,
+    local_path,
+    open_binary,
+    open_text,
+    text_encoding,
+)
 
 # AffectNet codes -> canonical expression (docs/corpora.md §3.1); 8 None, 9 Uncertain, 10 No-Face are not expressions.
 AFFECTNET_EXPRESSIONS = {
@@ -288,7 +297,7 @@ def csv_columns(path: Path) -> tuple[dict[str, int], bool]:
 def line_shards(path: Path, skip_first: bool = False, shard_bytes: int = SHARD_BYTES) -> list[tuple[str, int, int]]:
     """(path, start, end) byte ranges that each begin on a line start and together cover the file once."""
     size = path.stat().st_size
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         bounds = [len(f.readline()) if skip_first else 0]
         while bounds[-1] + shard_bytes < size:
             f.seek(bounds[-1] + shard_bytes)
@@ -302,7 +311,7 @@ def line_shards(path: Path, skip_first: bool = False, shard_bytes: int = SHARD_B
 
 def read_line_range(path: str, start: int, end: int) -> Iterator[str]:
     """The lines starting in [start, end), decoded; a BOM or CRLF never reaches the parser."""
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         f.seek(start)
         position = start
         while position < end:

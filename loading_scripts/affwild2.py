@@ -18,7 +18,6 @@ from __future__ import annotations
 import fnmatch
 import functools
 import itertools
-import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -29,7 +28,7 @@ from typing import Any, ClassVar
 from seke_hf.schema import au_name, empty_row, expression_index, is_known_au
 
 from .corpus_builder import CorpusBuilder, CorpusConfig, Skips
-from .raw_files import iter_dirs, iter_files, local_path, open_text
+from .raw_files import file_names, iter_dirs, iter_files, local_path, open_text
 
 CROPS = "cropped_aligned"
 """Crop folder; ABAW6 copies may add more beside it (`cropped_aligned_new_50_vids`, docs/corpora.md §6.2 [R])."""
@@ -135,7 +134,7 @@ class Affwild2(CorpusBuilder):
                     skips.add(f"{task} file without a {task} header line (file not read)", path)
                     continue
                 readers.append((task, path, skips.label_lines(path, lines), parse))
-            names = set(os.listdir(crops)) if crops else set()
+            names = set(file_names(crops)) if crops else set()
             stride = self.config.frame_stride
             for k, lines in enumerate(itertools.zip_longest(*(r[2] for r in readers)), start=1):
                 if (k - 1) % stride:

@@ -24,7 +24,7 @@ from seke_hf.schema import AUS, NOT_ANNOTATED, au_name, empty_row
 
 from .corpus_builder import CorpusBuilder, Skips
 from .folds import BP4D_PARTS, FoldConfig, fold_configs, fold_subjects, keep_frame
-from .raw_files import iter_dirs, iter_files, read_lines
+from .raw_files import iter_dirs, iter_files, local_path, read_lines
 
 logger = logging.getLogger("seke_hf.loading")
 
@@ -113,10 +113,10 @@ class Bp4d(CorpusBuilder):
     ) -> Iterator[tuple[dict[str, Any], str]]:
         for seq in sequences:
             subject, task = seq["subject"], seq["task"]
-            intensity = {au: read_intensity(Path(path)) for au, path in seq["intensity"].items()}
-            images = image_files(Path(seq["images"])) if seq["images"] else {}
+            intensity = {au: read_intensity(local_path(path)) for au, path in seq["intensity"].items()}
+            images = image_files(local_path(seq["images"])) if seq["images"] else {}
             seen: set[int] = set()
-            for frame, aus in read_occurrence(Path(seq["occurrence"]), skips):
+            for frame, aus in read_occurrence(local_path(seq["occurrence"]), skips):
                 if frame in seen:
                     skips.add("duplicate label row", f"{subject}_{task} frame {frame}")
                     continue

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from seke_hf.schema import AUS, empty_row, expression_index, is_known_au
 
 from .corpus_builder import CorpusBuilder, CorpusConfig, Skips
-from .raw_files import find_child, iter_dirs, iter_files, read_lines
+from .raw_files import find_child, iter_dirs, iter_files, local_path, read_lines
 
 logger = logging.getLogger("seke_hf.loading")
 
@@ -127,7 +127,7 @@ class Ckplus(CorpusBuilder):
         for sequence in sequences:
             emotion_file = label_file(emotion_root, sequence, "emotion")
             facs_file = label_file(facs_root, sequence, "facs")
-            yield from self._sequence_rows(root, Path(image_root) / sequence, emotion_file, facs_file, skips)
+            yield from self._sequence_rows(root, local_path(image_root) / sequence, emotion_file, facs_file, skips)
 
     # -- one sequence ------------------------------------------------------------------------------------------
 
@@ -238,7 +238,7 @@ def _warn(what: str, sequences: list[str], shown: int = 10) -> None:
 
 def label_file(label_root: str, sequence: str, kind: str) -> Path | None:
     """The sequence's `*_emotion.txt` / `*_facs.txt` under `label_root`, or None (no root, no folder, empty folder)."""
-    folder = Path(label_root) / sequence
+    folder = local_path(label_root) / sequence
     if not label_root or not folder.is_dir():
         return None
     return next((f for f in iter_files(folder) if f.name.endswith(LABEL_SUFFIXES[kind])), None)

@@ -41,6 +41,7 @@ from .raw_files import (
     stat_fingerprint,
     text_encoding,
 )
+from .remote_files import RemotePath
 
 logger = logging.getLogger("seke_hf.loading")
 
@@ -163,7 +164,9 @@ class CorpusBuilder(datasets.ArrowBasedBuilder):
         """The corpus root at or below `data_dir`; a clear error naming what was expected otherwise."""
         if data_dir is None:
             raise CorpusLayoutError(f"{cls.SOURCE}: pass data_dir=<folder of your licensed copy>.\n{cls.LAYOUT}")
-        data_dir = Path(data_dir).expanduser()
+        data_dir = local_path(data_dir).expanduser()
+        if isinstance(data_dir, RemotePath):
+            data_dir.forget_listings()  # a new load sees the store as it is now
         if not data_dir.is_dir():
             raise CorpusLayoutError(f"{cls.SOURCE}: data_dir {data_dir} is not a folder.\n{cls.LAYOUT}")
         root = find_root(data_dir, cls.MARKERS)

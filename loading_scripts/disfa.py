@@ -134,7 +134,7 @@ class Disfa(CorpusBuilder):
             if "video" in entry:
                 located = self._video_locators(entry["video"], subject, wanted, skips)
             elif "frames" in entry:
-                located = self._extracted_locators(Path(entry["frames"]), wanted, skips)
+                located = self._extracted_locators(local_path(entry["frames"]), wanted, skips)
             else:
                 for frame in wanted:
                     skips.add("no video or frame folder for the subject", f"{subject} frame {frame}")

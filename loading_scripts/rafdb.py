@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from seke_hf.schema import empty_row, expression_index
 
 from .corpus_builder import CorpusBuilder, CorpusConfig, Skips, logger
-from .raw_files import iter_files, read_lines, text_encoding
+from .raw_files import iter_files, local_path, read_lines, text_encoding
 
 # RAF-DB basic codes (1-based) -> canonical expression (docs/corpora.md §2.2).
 RAFDB_EXPRESSIONS = {
@@ -86,7 +86,7 @@ class Rafdb(CorpusBuilder):
     def label_rows(
         self, root: Path, skips: Skips, lines: list[str], image_dir: str, label_file: str
     ) -> Iterator[tuple[dict, str]]:
-        present = {path.name for path in iter_files(Path(image_dir))}
+        present = {path.name for path in iter_files(local_path(image_dir))}
         seen: set[str] = set()
         for line in skips.label_lines(label_file, lines):
             fields = line.split()
@@ -100,7 +100,7 @@ class Rafdb(CorpusBuilder):
                 continue
             seen.add(stem)
             file_name = f"{stem}_aligned.jpg" if self.config.image_folder == "aligned" else name
-            path = Path(image_dir) / file_name
+            path = local_path(image_dir) / file_name
             if file_name not in present:
                 skips.add("missing image", path)
                 continue

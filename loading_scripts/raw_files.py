@@ -15,6 +15,8 @@ from typing import IO, Any
 
 import PIL.Image
 
+from .remote_files import RemotePath, is_url, remote_fingerprint
+
 JUNK_NAMES = frozenset({".DS_Store", "__MACOSX", "Thumbs.db", "desktop.ini", ".ipynb_checkpoints"})
 
 
@@ -32,12 +34,18 @@ class OversizedImage(UnreadableImage):
 
 
 def local_path(*parts: str | os.PathLike) -> Path:
-    """A plain `pathlib.Path`, for builders to build their paths with.
+    """A plain `pathlib.Path`, for builders to build their paths with (a `RemotePath` for a URL such as `s3://...`).
 
     When a builder is created, `datasets` swaps `Path`, `open`, `os.path.*` and `numpy.load` in its module and in
     its base classes' modules for streaming versions that parse every path as a URL (tens of microseconds per call,
-    10-25% of a conversion). Corpora are local folders and this module is not patched, so paths made here stay fast.
+    10-25% of a conversion). This module is not patched, so local paths made here stay fast.
     """
+    first = parts[0]
+    if isinstance(first, RemotePath) or is_url(first):
+        path = first if isinstance(first, RemotePath) else RemotePath.from_url(first)
+        for part in parts[1:]:
+            path = path / part
+        return path  # type: ignore[return-value]  # duck-typed: the Path subset builders use
     return Path(*parts)
 
 
@@ -56,15 +64,33 @@ def iter_entries(folder: Path) -> Iterator[os.DirEntry]:
 def iter_files(folder: Path, suffixes: Iterable[str] | None = None) -> Iterator[Path]:
     """Regular files directly in `folder` (no litter), optionally filtered by lower-cased suffix."""
     wanted = None if suffixes is None else {s.lower() for s in suffixes}
+    if isinstance(folder, RemotePath):
+        files = (e.path for e in _remote_entries(folder) if e.is_file())
+        yield from (path for path in files if wanted is None or path.suffix.lower() in wanted)  # type: ignore[misc]
+        return
     for entry in iter_entries(folder):
         if entry.is_file() and (wanted is None or Path(entry.name).suffix.lower() in wanted):
             yield Path(entry.path)
 
 
 def iter_dirs(folder: Path) -> Iterator[Path]:
+    if isinstance(folder, RemotePath):
+        yield from (e.path for e in _remote_entries(folder) if e.is_dir())
+        return
     for entry in iter_entries(folder):
         if entry.is_dir():
             yield Path(entry.path)
+
+
+def _remote_entries(folder: RemotePath) -> list:
+    return [e for e in folder.entries() if not is_junk(e.name)]
+
+
+def file_names(folder: str | os.PathLike) -> list[str]:
+    """`os.listdir(folder)`: every entry name, litter included, unsorted; one listing for a remote folder."""
+    if isinstance(folder, RemotePath) or is_url(folder):
+        return [e.name for e in local_path(folder).entries()]  # type: ignore[union-attr]
+    return os.listdir(folder)
 
 
 def find_root(data_dir: str | os.PathLike, markers: Iterable[str], max_depth: int = 3) -> Path | None:
@@ -74,7 +100,7 @@ def find_root(data_dir: str | os.PathLike, markers: Iterable[str], max_depth: in
     A marker is a relative path that may use glob wildcards.
     """
     markers = list(markers)
-    level = [Path(data_dir)]
+    level = [local_path(data_dir)]
     for _ in range(max_depth + 1):
         for folder in level:
             if any(_matches(folder, marker) for marker in markers):
@@ -92,6 +118,8 @@ def _matches(folder: Path, marker: str) -> bool:
 def find_child(folder: Path, *names: str) -> Path | None:
     """The child of `folder` whose name matches one of `names` case-insensitively (copies differ in case)."""
     wanted = {n.lower() for n in names}
+    if isinstance(folder, RemotePath):
+        return next((e.path for e in _remote_entries(folder) if e.name.lower() in wanted), None)  # type: ignore[return-value]
     for entry in iter_entries(folder):
         if entry.name.lower() in wanted:
             return Path(entry.path)
@@ -113,7 +141,7 @@ def text_encoding(path: str | os.PathLike) -> str:
     Windows tools save text as UTF-16 ("Unicode"); read as UTF-8, every line of such a file is garbled, so a whole
     corpus would be skipped line by line. Label files are ASCII at heart, which makes the NUL pattern decisive.
     """
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         head = f.read(4096)
     for bom, encoding in _BOMS:
         if head.startswith(bom):
@@ -136,7 +164,16 @@ def text_encoding(path: str | os.PathLike) -> str:
 
 def open_text(path: str | os.PathLike) -> IO[str]:
     """A label file opened for reading in its own encoding (`text_encoding`), CRLF read as LF."""
+    if isinstance(path, RemotePath) or is_url(path):
+        return io.TextIOWrapper(open_binary(path), encoding=text_encoding(path), errors="replace")
     return open(path, encoding=text_encoding(path), errors="replace")
+
+
+def open_binary(path: str | os.PathLike) -> IO[bytes]:
+    """`open(path, "rb")`, buffered through fsspec for a remote file (paths travel as strings, URLs for those)."""
+    if isinstance(path, RemotePath) or is_url(path):
+        return local_path(path).open("rb")  # type: ignore[union-attr]
+    return open(path, "rb")
 
 
 def read_lines(path: Path) -> list[str]:
@@ -235,8 +272,11 @@ def stat_fingerprint(root: Path, paths: Iterable[str]) -> str:
     """A cheap key of the raw files: size and mtime of the label files and folders a builder reads.
 
     A folder's mtime changes when entries are added, removed or renamed in it, so the cache is invalidated
-    without statting every image of a 100k-image corpus on each call.
+    without statting every image of a 100k-image corpus on each call. A remote corpus is keyed from object
+    listings (`remote_files.remote_fingerprint`).
     """
+    if isinstance(root, RemotePath):
+        return remote_fingerprint(root, paths)
     h = hashlib.sha256(str(root.resolve()).encode())
     for rel in sorted(paths):
         for path in sorted(root.glob(rel)) if any(c in rel for c in "*?[") else [root / rel]:

@@ -21,6 +21,8 @@ from typing import Any
 
 import PIL.Image
 
+from .remote_files import RemotePath
+
 INSTALL_HINT = 'pip install "seke-hf[video]"'
 
 
@@ -46,13 +48,15 @@ SEEK_AHEAD = 48
 
 @contextlib.contextmanager
 def open_video(path: Path) -> Iterator[tuple[Any, Any]]:
-    """(container, first video stream), or `UnreadableVideo` naming the file."""
+    """(container, first video stream), or `UnreadableVideo` naming the file. A remote video (`RemotePath`) is
+    streamed from its object through a buffered fsspec file: PyAV reads and seeks as it decodes, no download."""
     av = require_av()
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError) as e:
-        raise UnreadableVideo(f"unreadable video {path}: {e}") from e
-    with container:
+    with contextlib.ExitStack() as stack:
+        try:
+            source = stack.enter_context(path.open("rb")) if isinstance(path, RemotePath) else str(path)
+            container = stack.enter_context(av.open(source))
+        except (av.FFmpegError, OSError) as e:
+            raise UnreadableVideo(f"unreadable video {path}: {e}") from e
         if not container.streams.video:
             raise UnreadableVideo(f"unreadable video {path}: it has no video stream")
         yield container, container.streams.video[0]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from seke_hf.corpora import CORPORA
+from seke_hf.loading_scripts.raw_files import local_path
 
 logger = logging.getLogger("seke_hf.corpus_roots")
 
@@ -44,7 +45,7 @@ def find_corpus_dirs(
     """
     found: dict[str, Path] = {}
     if root is not None:
-        root = Path(root).expanduser()
+        root = local_path(root).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"corpora root {root} is not a folder; expected it to hold {_usual_names()}")
         for child in sorted(root.iterdir()):
@@ -54,7 +55,7 @@ def find_corpus_dirs(
     for source, path in (paths or {}).items():
         if source not in CORPORA:
             raise ValueError(f"unknown corpus {source!r} in explicit paths; expected one of {', '.join(CORPORA)}")
-        path = Path(path).expanduser()
+        path = local_path(path).expanduser()
         if not path.is_dir():
             raise FileNotFoundError(f"{source}: explicit path {path} is not a folder")
         found[source] = path

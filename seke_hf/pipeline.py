@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,11 @@ from seke_hf import label_counts
 from seke_hf._version import __version__
 from seke_hf.columns import column_values
 from seke_hf.corpora import CORPORA
+from seke_hf.loading_scripts.raw_files import local_path
+from seke_hf.loading_scripts.remote_files import is_url, upload_folder
 from seke_hf.schema import LEVELS
 from seke_hf.selection import FEAB_SPLIT, FEID_SPLIT, SelectionParams
+from seke_hf.urls import public_url
 
 if TYPE_CHECKING:
     from seke_hf.annotate import SVUAMCAnnotator
@@ -77,6 +81,12 @@ def build_datasets(
     from seke_hf.publish import build_repo
 
     say = progress or logger.info
+    if is_url(os.fspath(out)):
+        return _build_then_upload(
+            str(out), corpora_root, annotator=annotator, sources=sources, paths=paths, manifest=manifest,
+            params=params, limit=limit, batch_size=batch_size, style=style, release=release, repo_id=repo_id,
+            seed=seed, progress=say,
+        )  # fmt: skip
     out = Path(out)
     params = params or SelectionParams.from_dict({"seed": seed})
     selected = feid.build(
@@ -120,6 +130,23 @@ def build_datasets(
     summary = summarize(built, released, usage, report)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return BuildResult(out, released, summary)
+
+
+def _build_then_upload(url: str, corpora_root: str | os.PathLike, **kwargs: Any) -> BuildResult:
+    """`build_datasets` into a local staging folder, then one upload of the whole tree to `url` (any fsspec URL).
+
+    The Arrow and Parquet writers want a local file system; staging needs local disk for one output tree, and the
+    upload happens only once the build succeeded, so `url` never holds half a build.
+    """
+    say = kwargs.pop("progress")
+    with tempfile.TemporaryDirectory(prefix="seke-build-") as staging:
+        shown = public_url(url)
+        result = build_datasets(
+            corpora_root, staging, progress=lambda line: say(line.replace(staging, shown)), **kwargs
+        )
+        upload_folder(staging, url)
+    say(f"uploaded: the build tree to {shown}")
+    return dataclasses.replace(result, out=local_path(url))
 
 
 def svuamc_settings(annotator: SVUAMCAnnotator) -> dict[str, Any]:

@@ -35,6 +35,7 @@ _SHARED_MODULES = (
     "seke_hf.schema",
     "seke_hf.loading_scripts.corpus_builder",
     "seke_hf.loading_scripts.raw_files",
+    "seke_hf.loading_scripts.remote_files",
 )
 
 
