@@ -148,7 +148,9 @@ def test_faults_cost_a_choice_or_a_retry_and_failures_are_retried_later(full, pa
         server.inject("rate_limit", 2)
         server.inject("server_error", 1)
         server.inject("truncate", 3)
-        out = annotate(rows, annotator(server, tmp_path / "a", max_concurrency=2))
+        # votes only: a greedy answer is one choice, and one choice cut short is a whole answer cut short (failed,
+        # retried by the next run); cut choices among the votes only lose a vote
+        out = annotate(rows, annotator(server, tmp_path / "a", max_concurrency=2, verify=False))
         stats = server.stats()
         assert stats["faults"] == {"rate_limit": 2, "server_error": 1, "truncate": 3}
         assert stats["errors"] == {"429": 2, "500": 1}
