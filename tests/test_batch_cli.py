@@ -15,7 +15,6 @@ from seke_hf.cli.svuamc_options import PENDING_EXIT
 from seke_hf.llm import Prices
 from seke_hf.selection import SelectionParams
 from seke_hf.simulate import SimulatedVLLM, truth_from_dataset
-from seke_hf.synthetic.corpora import write_corpora
 
 SMALL = {"min_frame_gap": {"disfa": 3, "bp4d": 2, "affwild2": 2}}
 
@@ -34,13 +33,6 @@ def labels(out) -> dict[str, list[dict]]:
         ds = datasets.load_from_disk(str(out / "arrow" / kind))[split]
         rows[kind] = ds.remove_columns([c for c in ("image", "images") if c in ds.column_names]).to_list()
     return rows
-
-
-@pytest.fixture(scope="module")
-def corpora_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpora") / "ROOT"
-    write_corpora(root, seed=0, small=True)
-    return root
 
 
 @pytest.fixture(scope="module")
