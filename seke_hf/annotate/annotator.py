@@ -50,6 +50,7 @@ from seke_hf.llm import (
     ChatBackend,
     Completion,
     Prices,
+    Request,
     RequestCache,
     RequestFailed,
     image_data_url,
@@ -139,7 +140,11 @@ class _Asked:
         self.agg = svuamc.aggregate([], self.levels, config)
 
     def add_greedy(self, completion: Completion, config: SVUAMCConfig) -> None:
-        self.greedy = prompts.parse_sample(completion.choices[0]) if completion.choices else None
+        self.greedy = (
+            prompts.parse_sample(completion.choices[0], logprobs=completion.logprobs[0])
+            if completion.choices
+            else None
+        )
         self._count(completion, 1, config)
 
     def add_votes(self, completion: Completion, k: int, config: SVUAMCConfig) -> None:
@@ -192,6 +197,8 @@ class SVUAMCAnnotator:
         au_confidence: float | None = 0.8,
         ambiguous_band: float = 0.3,
         greedy_weight: int = 2,
+        logprobs: bool = True,
+        logprob_weight: float = 12.0,
         consistency_threshold: float = 0.5,
         on_inconsistent: str = "fallback",
         max_uncertainty: Mapping[str, float] | None = None,
@@ -225,6 +232,8 @@ class SVUAMCAnnotator:
             au_confidence=au_confidence,
             ambiguous_band=ambiguous_band,
             greedy_weight=greedy_weight,
+            logprobs=logprobs,
+            logprob_weight=logprob_weight,
             consistency_threshold=consistency_threshold,
             on_inconsistent=on_inconsistent,
             max_uncertainty=dict(sorted({**defaults, **(max_uncertainty or {})}.items())),
@@ -245,6 +254,11 @@ class SVUAMCAnnotator:
             progress=progress,
         )
         self._init_runtime()
+
+    @property
+    def logprob_fields(self) -> tuple[str, ...]:
+        """The answer fields whose token probabilities the greedy request asks for (none with `logprobs=False`)."""
+        return prompts.LOGPROB_FIELDS if self.config.logprobs else ()
 
     # -- runtime state, never pickled ------------------------------------------------------------------------------
     def _init_runtime(self) -> None:
@@ -580,13 +594,15 @@ class SVUAMCAnnotator:
             )
 
         async def greedy() -> Completion:
-            return await backend.complete(
-                prompts.sampling_messages(self.system_prompt, row.missing, known, image_url),
-                n=1,
-                temperature=0.0,
-                seed=seed,
-                response_format=prompts.response_format(row.missing),
-                sample_round=GREEDY_ROUND,
+            return await backend.send(
+                Request(
+                    prompts.sampling_messages(self.system_prompt, row.missing, known, image_url),
+                    temperature=0.0,
+                    seed=seed,
+                    response_format=prompts.response_format(row.missing),
+                    sample_round=GREEDY_ROUND,
+                    logprob_fields=self.logprob_fields,
+                )
             )
 
         first = svuamc.next_round(asked.agg, config)

@@ -268,7 +268,7 @@ class BatchRun:
                         self.progress(),
                     )
                 continue
-            results = self.client.results(batch, set(submission.keys))
+            results = self.client.results(batch, set(submission.keys), self.annotator.logprob_fields)
             logger.info("batch %s (round %d) %s: %s", batch.id, submission.round, batch.status, results.summary())
             self._apply(submission, results, f"batch {batch.status}")
 
@@ -295,7 +295,7 @@ class BatchRun:
         except OSError as e:
             raise ValueError(f"--batch-import {path}: cannot read it ({e})") from None
         results = BatchResults()
-        results.read(text.splitlines(), set().union(*(s.keys for s in exported)))
+        results.read(text.splitlines(), set().union(*(s.keys for s in exported)), self.annotator.logprob_fields)
         if not results.answers and not results.errors:
             logger.info("%s holds no result of job %s's exported round %d", path, self.job, exported[0].round)
             return

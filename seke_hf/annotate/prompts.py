@@ -16,6 +16,7 @@ most `image_max_side` pixels (`seke_hf.llm.images`).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from seke_hf.annotate.svuamc import AU_LEVEL, EXPRESSION, VALENCE_AROUSAL, Sample
 from seke_hf.knowledge import knowledge_prompt
 from seke_hf.llm import json_object, read_number
+from seke_hf.llm.logprobs import ValueLogprob
 from seke_hf.schema import AUS, EXPRESSIONS, LEVELS
 
 SVUAMC_PROMPT_VERSION = "3"
@@ -149,17 +151,26 @@ def response_format(
     }
 
 
+LOGPROB_FIELDS = ("expression", "action_units")
+"""The answer fields whose token probabilities the greedy request keeps (`seke_hf.llm.logprobs`)."""
+
+
 # -- tolerant parsing ------------------------------------------------------------------------------------------------
 _AU_TOKEN = re.compile(r"AU\s*0*(\d+)", re.IGNORECASE)
 
 
 def parse_sample(
-    text: str | None, *, expressions: Sequence[str] = EXPRESSIONS, aus: Sequence[str] = AUS
+    text: str | None,
+    *,
+    expressions: Sequence[str] = EXPRESSIONS,
+    aus: Sequence[str] = AUS,
+    logprobs: Mapping[str, ValueLogprob] | None = None,
 ) -> Sample | None:
     """One choice's text -> `Sample`, or None if it holds no JSON object (truncated, prose only).
 
     Tolerant where it is safe: code fences, text around the object, case, "AU06"/"au 6"/6 for AU names, numbers
-    as strings. Values outside the allowed sets or ranges are dropped (read as missing), never coerced.
+    as strings. Values outside the allowed sets or ranges are dropped (read as missing), never coerced. `logprobs`
+    (the choice's `LOGPROB_FIELDS`) gives the model's own probabilities of its expression and AU set.
     """
     data = json_object(text, inside_fences=False)
     if data is None:
@@ -181,7 +192,28 @@ def parse_sample(
         description = {str(k).lower(): v for k, v in description.items()}
     elif not isinstance(description, str):
         description = None
-    return Sample(expression, valence, arousal, active, description)
+    logprobs = logprobs or {}
+    expression_probs = _expression_probs(logprobs.get("expression"), expression, expressions)
+    au_set = logprobs.get("action_units") if active is not None else None
+    aus_probability = au_set.probability if au_set is not None else None
+    return Sample(expression, valence, arousal, active, description, expression_probs, aus_probability)
+
+
+def _expression_probs(
+    value: ValueLogprob | None, expression: str | None, expressions: Sequence[str]
+) -> dict[str, float] | None:
+    """{expression: the model's probability}: the answer's own (every token of its value), and each alternative
+    first token that starts exactly one other expression's name (a token such as "s" that could begin "sadness" or
+    "surprise" tells nothing)."""
+    if value is None or expression is None:
+        return None
+    probs = {expression: value.probability}
+    for token, logprob in value.alternatives.items():
+        stem = token.strip().strip('"').lower()
+        named = [e for e in expressions if stem and e.startswith(stem)]
+        if len(named) == 1 and named[0] != expression:
+            probs[named[0]] = max(probs.get(named[0], 0.0), math.exp(logprob))
+    return probs
 
 
 _LINE = re.compile(r"^[ \t\-*•]*(expression|valence|arousal|action units)[ \t]*[:=][ \t]*(.*?)[ \t.]*$", re.I | re.M)

@@ -76,6 +76,8 @@ class SVUAMCConfig:
     anchor_spread: float = 0.5  # how far valence/arousal may lie from the expression's circumplex anchor
     verify: bool = True  # the greedy (temperature-0) answer: anchor, verifier and describer
     greedy_weight: int = 2  # votes the greedy answer counts for
+    logprobs: bool = True  # ask for the greedy answer's token probabilities (servers without them are asked again)
+    logprob_weight: float = 12.0  # votes the model's own probabilities (where given) count for in the posteriors
     consistency_threshold: float = 0.5  # a label set passes only with a knowledge score above this
     on_inconsistent: str = "fallback"  # or "reject", "keep"
     max_uncertainty: Mapping[str, float] = field(
@@ -108,6 +110,10 @@ class Sample:
     arousal: float | None = None
     aus: frozenset[str] | None = None
     description: str | Mapping[str, str] | None = None
+    expression_probs: Mapping[str, float] | None = None
+    """The model's own probability of its expression and of the alternatives it weighed (from token logprobs)."""
+    aus_probability: float | None = None
+    """The model's own probability of exactly this AU set (from token logprobs)."""
 
     def describe(self, level: str) -> str | None:
         """This sample's description of `level` (a per-level object, or the one free text)."""
@@ -151,27 +157,42 @@ class ExpressionVote:
     candidates: tuple[str, ...]  # every expression the greedy answer or a vote named, most supported first
 
     support: dict[str, int] = field(default_factory=dict)  # votes + the greedy answer's weight
+    model: dict[str, float] = field(default_factory=dict)  # the model's own probabilities x `model_weight`
+    model_weight: float = 0.0
 
     @property
     def uncertainty(self) -> float:
         return 1.0 - self.posterior
 
     def share(self, expression: str) -> float:
-        """Posterior mean share of `expression` (Beta(1, 1) prior over the support)."""
-        return (self.support.get(expression, 0) + 1) / (sum(self.support.values()) + 2)
+        """Posterior mean share of `expression`: Beta(1, 1) prior over the support, plus the model's own
+        probabilities as `model_weight` votes where the server gave them."""
+        total = sum(self.support.values()) + (self.model_weight if self.model else 0.0) + 2
+        return (self.support.get(expression, 0) + self.model.get(expression, 0.0) + 1) / total
 
 
 def expression_vote(
-    votes: Iterable[str | None], confidence: float, greedy: str | None = None, greedy_weight: int = 2
+    votes: Iterable[str | None],
+    confidence: float,
+    greedy: str | None = None,
+    greedy_weight: int = 2,
+    model: Mapping[str, float] | None = None,
+    model_weight: float = 0.0,
 ) -> ExpressionVote:
+    """The expression: the greedy answer unless the votes decisively beat it; `model` (the greedy answer's own
+    probabilities, counted `model_weight` votes) sharpens the posterior, not the choice."""
     counts = Counter(v for v in votes if v is not None)
     support = Counter(counts)
     if greedy is not None:
         support[greedy] += greedy_weight
     if not support:
         return ExpressionVote(None, {}, greedy, False, 0.0, (), {})
+    weighted = {e: model_weight * p for e, p in (model or {}).items() if e in EXPRESSIONS and p > 0}
     # Ties break by EXPRESSIONS order, so the result never depends on arrival order.
-    ranked = sorted(support, key=lambda e: (-support[e], -counts[e], EXPRESSIONS.index(e)))
+    ranked = sorted(
+        set(support) | set(weighted),
+        key=lambda e: (-support[e] - weighted.get(e, 0.0), -counts[e], EXPRESSIONS.index(e)),
+    )
     label = greedy
     leader = max(counts, key=lambda e: (counts[e], -EXPRESSIONS.index(e))) if counts else None
     if greedy is None:
@@ -180,9 +201,14 @@ def expression_vote(
         label = leader  # the votes decisively beat the greedy answer
     rival = max((support[e] for e in support if e != label), default=0)
     settled = prob_greater(support[label], rival) >= confidence
-    posterior = (support[label] + 1) / (sum(support.values()) + 2)
     candidates = (label, *(e for e in ranked if e != label))
-    return ExpressionVote(label, dict(counts), greedy, settled, posterior, candidates, dict(support))
+    weight = model_weight if weighted else 0.0
+    vote = ExpressionVote(label, dict(counts), greedy, settled, 0.0, candidates, dict(support), weighted, weight)
+    return replace(vote, posterior=vote.share(label))
+
+
+AU_PRIOR = 0.05
+"""Pseudo-votes on each side of an AU's posterior share (see `au_vote`)."""
 
 
 @dataclass(frozen=True)
@@ -192,8 +218,9 @@ class AUVote:
     decisive: tuple[str, ...]  # AUs whose votes are decisively above or below 1/2
     ambiguous: tuple[str, ...]  # AUs whose share is confidently near 1/2: the greedy answer decides them
     unsettled: tuple[str, ...]
-    uncertainty: float  # mean posterior share of the votes against each AU's label
+    uncertainty: float  # the chance that some AU is wrong: 1 - prod of each label's share of the support
     votes: int
+    disagreement: float = 0.0  # the mean share of the support against each AU's label (the set's instability)
 
     @property
     def settled(self) -> bool:
@@ -207,13 +234,24 @@ def au_vote(
     greedy_weight: int = 2,
     band: float = 0.3,
     names: Sequence[str] = AUS,
+    model: float | None = None,
+    model_weight: float = 0.0,
 ) -> AUVote:
-    """Per AU: the votes' side when decisive at `confidence`, else the greedy answer's (else the majority)."""
+    """Per AU: the votes' side when decisive at `confidence`, else the greedy answer's (else the majority).
+
+    Uncertainty: the chance that some AU is wrong if each label were right in proportion to its posterior share of
+    the support (votes and the greedy answer's weight; a sparse Beta(`AU_PRIOR`, `AU_PRIOR`) prior, since most AUs
+    are clear-cut: under a uniform prior the floor of 17 unanimous AUs would outweigh one split AU, and the rows
+    that needed more votes would look surer for it), mixed
+    (as `model_weight` votes) with the model's own probability that the set is wrong where the server gave it
+    (`model`, the probability of exactly the greedy set: a final set that differs from it had at most 1 - `model`).
+    "Wrong" is any of the 17 AUs: a weak AU detector is unsure of some AU on most faces."""
     sets = [v for v in votes if v is not None]
     m = len(sets)
     if m == 0 and greedy is None:
         return AUVote(frozenset(), {}, (), (), tuple(names), 1.0, 0)
-    active, shares, decisive, ambiguous, unsettled, against = set(), {}, [], [], [], 0.0
+    active, shares, decisive, ambiguous, unsettled = set(), {}, [], [], []
+    right, against = 1.0, 0.0
     w = greedy_weight if greedy is not None else 0
     for au in names:
         k = sum(au in s for s in sets)
@@ -232,11 +270,23 @@ def au_vote(
             active.add(au)
         support = k + (w if greedy is not None and au in greedy else 0)
         agreeing = support if present else (m + w) - support
-        against += 1.0 - (agreeing + 1) / (m + w + 2)
+        right *= (agreeing + AU_PRIOR) / (m + w + 2 * AU_PRIOR)
+        against += 1.0 - agreeing / (m + w)
     if greedy is not None and m == 0:
         unsettled = []  # nothing to vote with: the greedy answer alone is the label
+    uncertainty = 1.0 - right
+    if model is not None and greedy is not None:
+        wrong = 1.0 - model if frozenset(active) == greedy else model
+        uncertainty = (uncertainty * (m + w) + wrong * model_weight) / (m + w + model_weight)
     return AUVote(
-        frozenset(active), shares, tuple(decisive), tuple(ambiguous), tuple(unsettled), against / len(names), m
+        frozenset(active),
+        shares,
+        tuple(decisive),
+        tuple(ambiguous),
+        tuple(unsettled),
+        uncertainty,
+        m,
+        against / len(names),
     )
 
 
@@ -309,21 +359,27 @@ def aggregate(
     """Vote on each requested level; a None sample (bad JSON) counts as drawn but votes on nothing."""
     levels = tuple(levels)
     valid = [s for s in samples if s is not None]
-    w = config.greedy_weight
+    w, k = config.greedy_weight, config.logprob_weight
     g = greedy or Sample()
     g_va = (g.valence, g.arousal) if g.valence is not None and g.arousal is not None else None
     return Aggregate(
         levels,
         len(samples),
         greedy,
-        expression_vote((s.expression for s in valid), config.confidence, g.expression, w)
+        expression_vote((s.expression for s in valid), config.confidence, g.expression, w, g.expression_probs, k)
         if EXPRESSION in levels
         else None,
         va_vote(((s.valence, s.arousal) for s in valid), config.va_tolerance, g_va, w, config.va_prior)
         if VALENCE_AROUSAL in levels
         else None,
         au_vote(
-            (s.aus for s in valid), config.au_confidence or config.confidence, g.aus, w, config.ambiguous_band
+            (s.aus for s in valid),
+            config.au_confidence or config.confidence,
+            g.aus,
+            w,
+            config.ambiguous_band,
+            model=g.aus_probability,
+            model_weight=k,
         )
         if AU_LEVEL in levels
         else None,
@@ -492,7 +548,7 @@ def decide(
         if not kept:
             return Decision("rejected", why, {})
         reason = "; ".join(part for part in (reason, f"{', '.join(uncertain)} left missing: {why}") if part)
-    results = {level: r for level, r in _with_instability(results, voted).items() if level in kept}
+    results = {level: r for level, r in _with_instability(results, voted, agg).items() if level in kept}
     valid = [s for s in samples if s is not None]
     described = {
         level: replace(r, description=_description(level, r.value, agg.greedy, valid)) for level, r in results.items()
@@ -567,12 +623,14 @@ def _with_knowledge(
     return out
 
 
-def _with_instability(results: dict[str, LevelResult], voted: Mapping[str, LevelResult]) -> dict[str, LevelResult]:
+def _with_instability(
+    results: dict[str, LevelResult], voted: Mapping[str, LevelResult], agg: Aggregate
+) -> dict[str, LevelResult]:
     """Uncertainties that also carry the instability of the same face at its other generated levels.
 
     A face a model is unsure of at one level (split votes on the AUs, spread valence/arousal) is a face where its
     unanimous expression is more often a confident mistake. Each generated level's stability: the expression's
-    posterior share (after knowledge), exp(-2 x the valence/arousal vote spread), (1 - the AU uncertainty)**2; a
+    posterior share (after knowledge), exp(-2 x the valence/arousal vote spread), (1 - the AUs' disagreement)**2; a
     level's uncertainty is then 1 - (1 - its own) x the product of the others' x the odds of a knowledge repair
     (valence/arousal, in its own units: + 0.2 x (1 - that product)). Used for ranking, after acceptance:
     `max_uncertainty` sees each level's own.
@@ -582,8 +640,8 @@ def _with_instability(results: dict[str, LevelResult], voted: Mapping[str, Level
         stability[EXPRESSION] = 1.0 - results[EXPRESSION].uncertainty
     if VALENCE_AROUSAL in voted:
         stability[VALENCE_AROUSAL] = math.exp(-2.0 * voted[VALENCE_AROUSAL].uncertainty)
-    if AU_LEVEL in voted:
-        stability[AU_LEVEL] = (1.0 - voted[AU_LEVEL].uncertainty) ** 2
+    if AU_LEVEL in voted and agg.aus is not None:
+        stability[AU_LEVEL] = (1.0 - agg.aus.disagreement) ** 2
     out = {}
     for level, r in results.items():
         others = math.prod(v for k, v in stability.items() if k != level)

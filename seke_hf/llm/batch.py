@@ -24,7 +24,7 @@ from typing import Any
 
 import openai
 
-from seke_hf.llm.client import Completion
+from seke_hf.llm.client import Completion, choice_logprobs
 from seke_hf.llm.usage import Usage
 
 logger = logging.getLogger(__name__)
@@ -77,8 +77,9 @@ class BatchResults:
     malformed: int = 0
     """Lines that are not a result (bad JSON, no `custom_id`, an unreadable body)."""
 
-    def read(self, lines: Iterable[str | bytes], expected: set[str]) -> None:
-        """Add the result lines of one output or error file."""
+    def read(self, lines: Iterable[str | bytes], expected: set[str], logprob_fields: tuple[str, ...] = ()) -> None:
+        """Add the result lines of one output or error file (keeping the token probabilities of `logprob_fields`
+        where a line has them)."""
         for raw in lines:
             if not raw.strip():
                 continue
@@ -95,7 +96,7 @@ class BatchResults:
                 self.duplicates += 1
             elif response.get("status_code") == 200:
                 try:
-                    self.answers[custom_id] = completion_from_body(response["body"])
+                    self.answers[custom_id] = completion_from_body(response["body"], logprob_fields)
                 except (KeyError, TypeError, AttributeError, ValueError):
                     self.malformed += 1
             else:
@@ -108,14 +109,15 @@ class BatchResults:
         return f"{len(self.answers)} answered, {len(self.errors)} failed{tail}"
 
 
-def completion_from_body(body: Mapping[str, Any]) -> Completion:
+def completion_from_body(body: Mapping[str, Any], logprob_fields: tuple[str, ...] = ()) -> Completion:
     """A `chat.completion` response body (one batch result) as the `Completion` an online request gives."""
     choices = sorted(body["choices"], key=lambda c: c["index"])
     messages = [choice.get("message") or {} for choice in choices]
+    texts = [message.get("content") for message in messages]
     usage = body.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}
     return Completion(
-        [message.get("content") for message in messages],
+        texts,
         Usage(
             int(usage.get("prompt_tokens") or 0),
             int(usage.get("completion_tokens") or 0),
@@ -123,6 +125,7 @@ def completion_from_body(body: Mapping[str, Any]) -> Completion:
         ),
         requests=1,
         refusals=[message.get("refusal") for message in messages],
+        logprobs=[choice_logprobs(c, t, logprob_fields) for c, t in zip(choices, texts, strict=True)],
     )
 
 
@@ -174,12 +177,12 @@ class BatchClient:
                 found.append(batch)
         return found
 
-    def results(self, batch: Any, expected: set[str]) -> BatchResults:
+    def results(self, batch: Any, expected: set[str], logprob_fields: tuple[str, ...] = ()) -> BatchResults:
         """The answers and errors of a finished batch (output file, then error file)."""
         results = BatchResults()
         for file_id in (batch.output_file_id, batch.error_file_id):
             if file_id:
-                results.read(self._client.files.content(file_id).text.splitlines(), expected)
+                results.read(self._client.files.content(file_id).text.splitlines(), expected, logprob_fields)
         for error in getattr(getattr(batch, "errors", None), "data", None) or []:
             logger.warning("batch %s: %s %s", batch.id, error.code, error.message)
         return results

@@ -11,6 +11,8 @@ API (shared by the SV-UAMC annotator and the FEAB evaluator)::
     completion = await backend.send(Request(messages, n=4, ...))  # the same, with the request as a value
     completion.choices      # list[str | None]: one text per choice drawn, None for a choice without content
     completion.refusals     # list[str | None]: each choice's `message.refusal` (structured-output refusals)
+    completion.logprobs     # list[dict[str, ValueLogprob]]: per choice, how sure the model was of each field of
+                            # `request.logprob_fields` ({} when not asked, or the server gives none)
     completion.usage        # Usage(prompt_tokens, completion_tokens, cached_tokens)
     completion.requests     # HTTP requests this answer took (n single-choice requests where `n` is refused)
     completion.from_cache   # True when read from the cache (nothing sent)
@@ -27,7 +29,8 @@ jitter). Nothing failed is cached, so a later run retries it.
 
 Fallbacks, remembered for the backend's lifetime: a server that rejects `n > 1` gets `n` parallel single-choice
 requests (seeds `seed + i`); one that rejects `json_schema` gets `json_object`, then no `response_format` (the
-caller parses tolerantly). The cache key is the logical request (model, endpoint, messages, n, temperature, seed,
+caller parses tolerantly); one that rejects `logprobs` is asked without them (the answers then carry none). The
+cache key is the logical request (model, endpoint, messages, n, temperature, seed,
 response_format, sample_round), so a cached answer is found whichever fallback produced it. The API key is never
 part of a key or a value.
 
@@ -50,6 +53,7 @@ from typing import Any, Protocol
 import openai
 
 from seke_hf.llm.cache import RequestCache
+from seke_hf.llm.logprobs import ValueLogprob, field_logprobs
 from seke_hf.llm.request import Request
 from seke_hf.llm.usage import Prices, Tally, Usage
 
@@ -71,10 +75,13 @@ class Completion:
     requests: int = 1
     from_cache: bool = False
     refusals: list[str | None] = field(default_factory=list)
+    logprobs: list[dict[str, ValueLogprob]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if len(self.refusals) != len(self.choices):
             self.refusals = [None] * len(self.choices)
+        if len(self.logprobs) != len(self.choices):
+            self.logprobs = [{} for _ in self.choices]
 
 
 class RequestFailed(RuntimeError):
@@ -111,6 +118,7 @@ class ChatBackend:
         self.tally = Tally()
         self.supports_n = True
         self.schema_support = "json_schema"  # then "json_object", then "none"
+        self.supports_logprobs = True
         self._client: openai.AsyncOpenAI | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
@@ -237,7 +245,7 @@ class ChatBackend:
     def wire_params(self, request: Request) -> dict[str, Any]:
         """The `chat.completions.create` arguments this backend would send for `request` now (with the response
         format it fell back to, if any): the body of a Batch API line."""
-        return request.with_format(self._degrade_format(request.response_format)).params(self.model)
+        return self._as_sent(request).params(self.model)
 
     def fetched_since(self, timestamp: float) -> Tally:
         """Requests, choices and tokens of the answers stored in the cache since `timestamp`, by any process (the
@@ -267,7 +275,7 @@ class ChatBackend:
         while True:
             # What this attempt sends; another task may learn a fallback meanwhile, so compare against this.
             multi_n, support = request.n > 1 and self.supports_n, self.schema_support
-            sent = request.with_format(self._degrade_format(request.response_format))
+            sent = self._as_sent(request)
             try:
                 if request.n > 1 and not multi_n:
                     parts = await asyncio.gather(*(self._request(single) for single in sent.single_choices()))
@@ -279,12 +287,19 @@ class ChatBackend:
                         usage,
                         requests=sum(p.requests for p in parts),
                         refusals=[r for p in parts for r in p.refusals],
+                        logprobs=[lp for p in parts for lp in p.logprobs],
                     )
                 return await self._request(sent)
             except openai.BadRequestError as e:
-                if not self._fall_back(e, multi_n, support if sent.response_format is not None else None):
+                format_sent = support if sent.response_format is not None else None
+                if not self._fall_back(e, multi_n, format_sent, bool(sent.logprob_fields)):
                     self.tally.failures += 1
                     raise RequestFailed(f"request rejected: {_error_text(e)}") from e
+
+    def _as_sent(self, request: Request) -> Request:
+        """`request` without what this server was found to refuse (the response format degraded, no logprobs)."""
+        sent = request.with_format(self._degrade_format(request.response_format))
+        return sent if self.supports_logprobs else sent.without_logprobs()
 
     def _degrade_format(self, response_format: dict[str, Any] | None) -> dict[str, Any] | None:
         if response_format is None or response_format.get("type") != "json_schema":
@@ -293,10 +308,17 @@ class ChatBackend:
             self.schema_support
         ]
 
-    def _fall_back(self, error: openai.BadRequestError, sent_multi_n: bool, sent_support: str | None) -> bool:
+    def _fall_back(
+        self, error: openai.BadRequestError, sent_multi_n: bool, sent_support: str | None, sent_logprobs: bool
+    ) -> bool:
         """Learn from a 400 which feature the server refuses; True if a retry without it is worth making."""
         text = _error_text(error).lower()
         param = str(getattr(error, "param", None) or "").lower()
+        if sent_logprobs and (param in ("logprobs", "top_logprobs") or "logprob" in text):
+            if self.supports_logprobs:
+                logger.warning("server refuses logprobs (%s): asking without them", text)
+                self.supports_logprobs = False
+            return True
         if sent_multi_n and (param == "n" or "'n'" in text or "multiple choices" in text):
             if self.supports_n:
                 logger.warning("server refuses n > 1 (%s): falling back to parallel single-choice requests", text)
@@ -358,7 +380,8 @@ class ChatBackend:
                 "an incomplete answer is not cached; raise max_tokens if the server's limit is too low"
             )
         texts = [None if was_cut else text for text, was_cut in zip(texts, cut, strict=True)]
-        return Completion(texts, usage, requests=1, refusals=refusals)
+        logprobs = [choice_logprobs(c, text, request.logprob_fields) for c, text in zip(choices, texts, strict=True)]
+        return Completion(texts, usage, requests=1, refusals=refusals, logprobs=logprobs)
 
     def _retry_delay(self, error: Exception, attempt: int) -> float:
         response = getattr(error, "response", None)
@@ -378,13 +401,25 @@ class SendGate(Protocol):
         """The request's usage, or None when it failed (nothing was paid)."""
 
 
+def choice_logprobs(choice: Any, text: str | None, fields: tuple[str, ...]) -> dict[str, ValueLogprob]:
+    """The `ValueLogprob` of each of `fields` in one response choice (an SDK object or a dict), {} if none."""
+    if not fields or text is None:
+        return {}
+    logprobs = choice.get("logprobs") if isinstance(choice, dict) else getattr(choice, "logprobs", None)
+    content = logprobs.get("content") if isinstance(logprobs, dict) else getattr(logprobs, "content", None)
+    return field_logprobs(text, content, fields)
+
+
 def _cache_value(completion: Completion) -> dict[str, Any]:
-    return {
+    value = {
         "choices": completion.choices,
         "refusals": completion.refusals,
         "usage": asdict(completion.usage),
         "requests": completion.requests,
     }
+    if any(completion.logprobs):  # absent from answers without logprobs: their entries stay as they were
+        value["logprobs"] = [{k: v.to_json() for k, v in lp.items()} for lp in completion.logprobs]
+    return value
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -414,6 +449,9 @@ def _stored_completion(stored: Any, quiet: bool = False) -> Completion | None:
             requests=int(stored["requests"]),
             from_cache=True,
             refusals=list(stored.get("refusals", [])),
+            logprobs=[
+                {k: ValueLogprob.from_json(v) for k, v in choice.items()} for choice in stored.get("logprobs", [])
+            ],
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         if not quiet:

@@ -4,6 +4,7 @@
     request.key(model, endpoint)     # the request cache key (unchanged since the first cache was written)
     request.params(model)            # keyword arguments of `chat.completions.create`
     request.single_choices()         # `n` one-choice requests (seeds seed + i), for servers that refuse n > 1
+    Request(messages, logprob_fields=("expression",))  # also keep how sure the model was of these JSON fields
 
 Why a value: the client passes one request through its cache, fallbacks and retries, and each step may change one
 thing about it (the response format, `n`) without re-threading the others.
@@ -30,9 +31,13 @@ class Request:
     response_format: dict[str, Any] | None = None
     max_tokens: int | None = None
     sample_round: int = 0
+    logprob_fields: tuple[str, ...] = ()
+    """JSON fields of the answer whose token probabilities to keep (`seke_hf.llm.logprobs`); () asks for none."""
+    top_logprobs: int = 5
 
     def key(self, model: str, endpoint: str) -> str:
         """The request cache key: the logical request, whichever fallback ends up answering it."""
+        extra = {"logprob_fields": list(self.logprob_fields), "top_logprobs": self.top_logprobs}
         return request_key(
             {
                 "model": model,
@@ -44,6 +49,7 @@ class Request:
                 "response_format": self.response_format,
                 "max_tokens": self.max_tokens,
                 "sample_round": self.sample_round,
+                **(extra if self.logprob_fields else {}),  # keys without logprobs are those of older caches
             }
         )
 
@@ -58,6 +64,8 @@ class Request:
             params["response_format"] = self.response_format
         if self.max_tokens is not None:
             params["max_tokens"] = self.max_tokens
+        if self.logprob_fields:
+            params["logprobs"], params["top_logprobs"] = True, self.top_logprobs
         return params
 
     def single_choices(self) -> list[Request]:
@@ -68,3 +76,7 @@ class Request:
 
     def with_format(self, response_format: dict[str, Any] | None) -> Request:
         return dataclasses.replace(self, response_format=response_format)
+
+    def without_logprobs(self) -> Request:
+        """What is sent to a server that refuses logprobs (the cache key stays the logical request's)."""
+        return dataclasses.replace(self, logprob_fields=())
