@@ -72,6 +72,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     faults.add_argument(
         "--no-structured-output", action="store_true", help="reject response_format, like servers without schemas"
     )
+    faults.add_argument(
+        "--logprobs",
+        choices=("return", "ignore", "refuse"),
+        default="return",
+        help="what logprobs=true gets: token log probabilities, null (like some servers) or an HTTP 400",
+    )
     batches = parser.add_argument_group("Batch API (/v1/files, /v1/batches)")
     batches.add_argument(
         "--batch-delay", type=float, default=0.0, metavar="SECONDS", help="time from batch creation to completion"
@@ -119,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         timeout_delay=args.timeout_delay,
         max_n=args.max_n,
         structured_output=not args.no_structured_output,
+        logprobs=args.logprobs,
         batch_delay=args.batch_delay,
         batch_line_error=args.batch_line_error,
         **noise,

@@ -412,7 +412,7 @@ class BatchService:
                 self.accounting.fault("batch_line_error")
                 raise RequestError("The server had an error processing this request.", status=500, type="server_error")
             plan = self.sim.plan
-            question = parse_request(body, max_n=plan.max_n, structured_output=plan.structured_output)
+            question = parse_request(body, **plan.request_options())
             response = model.complete(question)
             status = 200
             usage = response["usage"]

@@ -7,7 +7,10 @@ model declines, as in `message.refusal`). Each kind happens at random with its r
 next requests/choices after `inject(kind, count)`.
 
 Provider behaviours that are not random live here too: `max_n` (1 rejects `n > 1` with HTTP 400, like providers
-without `n`), `structured_output=False` (rejects `response_format`), and a fixed `latency` per request.
+without `n`), `structured_output=False` (rejects `response_format`), `logprobs` (what a request with
+`logprobs: true` gets: "return" answers token log probabilities like GPT-4o and vLLM, "ignore" accepts the parameters
+and answers `"logprobs": null` as some OpenAI-compatible servers do, "refuse" is an HTTP 400 with param "logprobs"
+like providers without them), and a fixed `latency` per request.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
 REQUEST_FAULTS = ("rate_limit", "server_error", "timeout")
 CHOICE_FAULTS = ("truncate", "refusal")
 FAULT_KINDS = REQUEST_FAULTS + CHOICE_FAULTS
+LOGPROBS_MODES = ("return", "ignore", "refuse")
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class FaultPlan:
     """Seconds every request takes, for throughput benchmarks."""
     max_n: int | None = 128
     structured_output: bool = True
+    logprobs: str = "return"
+    """What `logprobs: true` gets: "return" (token log probabilities), "ignore" (null) or "refuse" (HTTP 400)."""
     fault_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -48,10 +55,20 @@ class FaultPlan:
                 raise ValueError(f"fault rate {kind}={getattr(self, kind)} must be in [0, 1]")
         if self.max_n is not None and self.max_n < 1:
             raise ValueError(f"max_n must be at least 1, got {self.max_n}")
+        if self.logprobs not in LOGPROBS_MODES:
+            raise ValueError(f"logprobs must be one of {LOGPROBS_MODES}, got {self.logprobs!r}")
 
     @classmethod
     def field_names(cls) -> set[str]:
         return {f.name for f in fields(cls)}
+
+    def request_options(self) -> dict[str, Any]:
+        """What `request.parse_request` must know of this provider to refuse what it does not support."""
+        return {
+            "max_n": self.max_n,
+            "structured_output": self.structured_output,
+            "logprobs_supported": self.logprobs != "refuse",
+        }
 
 
 class FaultInjector:

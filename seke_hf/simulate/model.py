@@ -12,6 +12,7 @@ import numpy as np
 from seke_hf.simulate.accounting import Accounting, PromptCache, count_text_tokens, prompt_units
 from seke_hf.simulate.answer import REFUSAL, render
 from seke_hf.simulate.faults import FaultInjector
+from seke_hf.simulate.logprobs import Token, TokenLogprobs, choice_logprobs
 from seke_hf.simulate.noise import Belief, NoiseModel, truth_seed
 from seke_hf.simulate.request import Question, RequestError
 from seke_hf.simulate.truth import TruthTable, UnreadableImage
@@ -36,6 +37,11 @@ class SimulatedModel:
         image_key, known, belief = self._belief(question)
         expressions = list(question.answer.expressions) if question.answer.expressions else None
         aus = list(question.answer.aus) if question.answer.aus is not None else None
+        scorer = (
+            TokenLogprobs(belief, question.answer, expressions, aus)
+            if question.logprobs and self.faults.plan.logprobs == "return"
+            else None
+        )
         choices = []
         unseeded = np.random.default_rng() if question.seed is None else None
         for index in range(question.n):
@@ -46,7 +52,9 @@ class SimulatedModel:
                 else np.random.default_rng(truth_seed("sample", question.seed, image_key, question.priors.key(), index))
             )
             sample = self.noise.sample(belief, rng, question.temperature, expressions, aus)
-            choices.append(self._choice(index, render(sample, question.answer), question))
+            content = render(sample, question.answer)
+            tokens = scorer.tokens(content) if scorer is not None else None
+            choices.append(self._choice(index, content, question, tokens))
 
         units = prompt_units(question.messages, question.answer.schema, [(i.data, i.detail) for i in question.images])
         completion_tokens = sum(count_text_tokens(c["message"]["content"] or c["message"]["refusal"]) for c in choices)
@@ -91,7 +99,9 @@ class SimulatedModel:
         entry = match.entry
         return entry.key, True, self.noise.belief(entry.labels, entry.difficulty, question.priors, entry.key)
 
-    def _choice(self, index: int, content: str, question: Question) -> dict[str, Any]:
+    def _choice(self, index: int, content: str, question: Question, tokens: list[Token] | None) -> dict[str, Any]:
+        """One choice, perhaps spoiled by a fault; `tokens` are the scored tokens of the whole answer (or None for
+        `"logprobs": null`)."""
         finish_reason, refusal = "stop", None
         fault = self.faults.choice_fault()
         if fault is not None:
@@ -105,4 +115,5 @@ class SimulatedModel:
             if tokens > question.max_tokens:
                 content, finish_reason = content[: len(content) * question.max_tokens // tokens], "length"
         message = {"role": "assistant", "content": content, "refusal": refusal, "annotations": []}
-        return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
+        logprobs = None if tokens is None else choice_logprobs(tokens, content, refusal, question.top_logprobs)
+        return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish_reason}

@@ -307,7 +307,7 @@ class NoiseModel:
         aus: Iterable[str] | None = None,
     ) -> Sample:
         """One choice: `expressions`/`aus` restrict the answer to candidates (an enum in the asked schema)."""
-        candidates = [e for e in (expressions or EXPRESSIONS) if e in belief.expression] or list(EXPRESSIONS)
+        candidates = expression_candidates(belief, expressions)
         weights = np.array([belief.expression[e] for e in candidates])
         probs = _tempered(weights, temperature)
         drift = self.temperature_drift * min(temperature, 1.0)
@@ -330,6 +330,11 @@ class NoiseModel:
         )
         confidence = float(weights.max() / weights.sum())
         return Sample(expression, round(valence, 2), round(arousal, 2), active, round(confidence, 2))
+
+
+def expression_candidates(belief: Belief, expressions: Sequence[str] | None = None) -> list[str]:
+    """The expressions an answer may take: those an enum (or the prompt) allows that the belief knows; all if none."""
+    return [e for e in (expressions or EXPRESSIONS) if e in belief.expression] or list(EXPRESSIONS)
 
 
 _RATE_FIELDS = frozenset(

@@ -84,9 +84,15 @@ class Question:
     stream: bool = False
     stream_usage: bool = False
     """`stream_options.include_usage`: a last chunk carries the usage."""
+    logprobs: bool = False
+    """Return the log probability of each output token (`choices[].logprobs`)."""
+    top_logprobs: int = 0
+    """How many most likely tokens to list at each position (0-20; needs `logprobs`)."""
 
 
-def parse_request(body: Any, *, max_n: int | None = MAX_N, structured_output: bool = True) -> Question:
+def parse_request(
+    body: Any, *, max_n: int | None = MAX_N, structured_output: bool = True, logprobs_supported: bool = True
+) -> Question:
     """Validate a `POST /v1/chat/completions` body; raises `RequestError` with the API's kind of message."""
     if not isinstance(body, Mapping):
         raise RequestError("The request body must be a JSON object.")
@@ -105,6 +111,7 @@ def parse_request(body: Any, *, max_n: int | None = MAX_N, structured_output: bo
     seed = body.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise RequestError("Invalid type for 'seed': expected an integer.", param="seed", code="invalid_type")
+    logprobs, top_logprobs = _logprobs_params(body, logprobs_supported)
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
         raise RequestError("'max_tokens' must be a positive integer.", param="max_tokens")
@@ -145,7 +152,32 @@ def parse_request(body: Any, *, max_n: int | None = MAX_N, structured_output: bo
         max_tokens=max_tokens,
         stream=bool(body.get("stream", False)),
         stream_usage=bool((body.get("stream_options") or {}).get("include_usage", False)),
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
     )
+
+
+MAX_TOP_LOGPROBS = 20
+"""OpenAI's limit on `top_logprobs`."""
+
+
+def _logprobs_params(body: Mapping[str, Any], supported: bool) -> tuple[bool, int]:
+    """`logprobs` and `top_logprobs` as the API checks them: `top_logprobs` needs `logprobs: true`."""
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise RequestError(
+            f"Invalid type for 'logprobs': expected a boolean, got {logprobs!r}.", param="logprobs", code="invalid_type"
+        )
+    top_logprobs = _int_param(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS)
+    if body.get("top_logprobs") is not None and not logprobs:
+        raise RequestError(
+            "Invalid value for 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.",
+            param="top_logprobs",
+            code="invalid_value",
+        )
+    if logprobs and not supported:
+        raise RequestError("logprobs are not supported by this model.", param="logprobs", code="unsupported_parameter")
+    return bool(logprobs), top_logprobs
 
 
 # ---------------------------------------------------------------------- priors

@@ -50,7 +50,9 @@ class SimulatedVLLM:
     `truth` is a `TruthTable`, the path of a truth JSONL file, a labelled unified-schema `Dataset`, or None (every
     face unknown). `profile` names the noise regime (`seke_hf.simulate.noise.PROFILES`: "default",
     "ambivalent-aus", "noisy-va", "confident-errors", "weak"). Keyword arguments named like a `NoiseModel`,
-    `FaultPlan` or `BatchPlan` field override that field.
+    `FaultPlan` or `BatchPlan` field override that field; e.g. `logprobs="ignore"` answers `logprobs: true` with
+    `"logprobs": null` and `logprobs="refuse"` with an HTTP 400, where the default "return" answers token log
+    probabilities of the model's raw belief (`seke_hf.simulate.logprobs`).
     """
 
     def __init__(
@@ -326,12 +328,12 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             plan = sim.plan
             try:
-                question = parse_request(body, max_n=plan.max_n, structured_output=plan.structured_output)
+                question = parse_request(body, **plan.request_options())
             except RequestError as e:
                 if e.param == "n" and e.code == "unsupported_value":
                     sim.accounting.fault("reject_n")
-                elif e.code == "unsupported_parameter":
-                    sim.accounting.fault("reject_response_format")
+                elif e.code == "unsupported_parameter":  # response_format or logprobs
+                    sim.accounting.fault(f"reject_{e.param}")
                 raise
             if sim.hold_if_paused() or (plan.latency and sim.wait(plan.latency)):
                 return
@@ -369,7 +371,8 @@ class _Handler(BaseHTTPRequestHandler):
             sim.accounting.end(status)
 
     def _stream(self, response: dict[str, Any], include_usage: bool) -> None:
-        """The same answer as server-sent `chat.completion.chunk` events, one choice after the other."""
+        """The same answer as server-sent `chat.completion.chunk` events, one choice after the other (their
+        `logprobs` are null: the pieces are not tokens)."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -389,8 +392,8 @@ class _Handler(BaseHTTPRequestHandler):
             deltas += [{"content": text[i : i + STREAM_PIECE]} for i in range(0, len(text), STREAM_PIECE)]
             deltas += [{"refusal": message["refusal"]}] if message["refusal"] else []
             for delta in deltas:
-                send([{"index": index, "delta": delta, "finish_reason": None}])
-            send([{"index": index, "delta": {}, "finish_reason": choice["finish_reason"]}])
+                send([{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}])
+            send([{"index": index, "delta": {}, "logprobs": None, "finish_reason": choice["finish_reason"]}])
         if include_usage:
             send([], usage=response["usage"])
         self.wfile.write(b"data: [DONE]\n\n")
