@@ -141,9 +141,9 @@ METHODS = {
     "one sample (T=0.8)": dict(min_samples=1, max_samples=1, verify=False),
     "fixed-16": dict(min_samples=16, max_samples=16, verify=False),
     "SV-UAMC": {},
-    "SV-UAMC, no logprobs": dict(server={"logprobs": "ignore"}),
+    "SV-UAMC, no logprobs": dict(provider={"logprobs": "ignore"}),
 }
-"""Every method runs through the same acceptance rules (the annotator's defaults); only sampling differs. `server`
+"""Every method runs through the same acceptance rules (the annotator's defaults); only sampling differs. `provider`
 sets the simulated provider's behaviour for that method (a server that answers no logprobs, as many do)."""
 BASELINE = "fixed-16"
 LEVEL_NAMES = {"expression": "expression (accuracy)", "valence_arousal": "valence/arousal (CCC)", "aus": "AUs (F1)"}
@@ -151,7 +151,7 @@ LEVEL_NAMES = {"expression": "expression (accuracy)", "valence_arousal": "valenc
 
 def run_method(server: SimulatedVLLM, data: datasets.Dataset, cache: Path, batch_size: int, **params):
     server.reset_stats(prompt_cache=True)
-    if "server" in params: server.set_faults(**params.pop("server"))  # TEMP
+    server.set_faults(**{"logprobs": "return", **params.pop("provider", {})})
     annotator = SVUAMCAnnotator(base_url=server.base_url, cache_dir=str(cache), progress=False, **params)
     start = time.perf_counter()
     out = data.map(annotator, batched=True, batch_size=batch_size, load_from_cache_file=False, desc="annotate")

@@ -166,7 +166,10 @@ class SVUAMCAnnotator:
     votes) alongside `min_samples` label-only votes at `temperature`; then, while a level is unsettled, at most
     `max_rounds - 1` follow-ups (sized by projection and by the request overhead at `prices`, or `round_samples`
     each), at most `max_samples` votes; settled at `confidence` (expression), `au_confidence` (each AU decisive, or
-    ambiguous within 1/2 +- `ambiguous_band`), `va_tolerance` (standard error of valence/arousal). Acceptance:
+    ambiguous within 1/2 +- `ambiguous_band`), `va_tolerance` (standard error of valence/arousal). With `logprobs`,
+    the greedy request also asks for token logprobs, and the model's own probabilities of its expression and AU set
+    weigh in the posteriors as `logprob_weight` votes (a server that refuses logprobs is asked without them; one
+    that ignores them leaves the votes alone). Acceptance:
     `consistency_threshold` (a label set must score above it) and `on_inconsistent` ("fallback", "reject", "keep")
     for the knowledge check, `max_uncertainty` per level (merged into the defaults). `knowledge` replaces the system
     prompt's knowledge block. Runtime only (outside the fingerprint): `api_key`, `cache_dir`, `max_concurrency`,

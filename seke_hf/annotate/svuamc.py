@@ -19,10 +19,13 @@ action-unit detectors). Every constant is a field of `SVUAMCConfig`.
    the votes the current shares say are needed, and never so few that the request's overhead (the image and
    prompt it re-sends, from the observed token usage at the annotator's prices) dominates it.
 4. Uncertainty is a posterior, so rows that stop early are still ordered: the expression, 1 - the posterior mean
-   share of its label (Beta(1, 1) prior over the votes, greedy included) times the knowledge score times
-   exp(-d**2 / 2 `anchor_spread`**2), d the distance of the face's valence/arousal from the label's circumplex
-   anchor (levels that disagree are where confident mistakes show); the AUs, 1 - (1 - the mean posterior share of
-   the votes against each AU's label) x the AU set's prototype affinity to the expression; valence/arousal, the
+   share of its label (Beta(1, 1) prior over the votes, greedy included, and the model's own probabilities of the
+   expressions where the server returns logprobs, counted `logprob_weight` votes: the one measure that tells a
+   confident answer from a torn one without sampling, and free of the drift sampling adds) times the knowledge
+   score times exp(-d**2 / 2 `anchor_spread`**2), d the distance of the face's valence/arousal from the label's
+   circumplex anchor (levels that disagree are where confident mistakes show); the AUs, 1 - (the chance that every
+   AU is right, each by its posterior share of the support, mixed with the model's own probability of the set) x
+   the AU set's prototype affinity to the expression ("wrong" is any of 17: see `au_vote`); valence/arousal, the
    posterior sample spread (prior spread `va_prior` worth two votes) combined with the distance of the greedy
    answer from the votes' mean and d / 2. Acceptance (`max_uncertainty`) uses these; the reported uncertainty then
    also carries the instability of the same face at its other generated levels (`_with_instability`): a face a
@@ -244,7 +247,8 @@ def au_vote(
     are clear-cut: under a uniform prior the floor of 17 unanimous AUs would outweigh one split AU, and the rows
     that needed more votes would look surer for it), mixed
     (as `model_weight` votes) with the model's own probability that the set is wrong where the server gave it
-    (`model`, the probability of exactly the greedy set: a final set that differs from it had at most 1 - `model`).
+    (`model`: of exactly the greedy set; where the votes changed an AU, the model's probability of the final set is
+    lower, by an unknown factor near 1: the votes override only AUs the model was torn on).
     "Wrong" is any of the 17 AUs: a weak AU detector is unsure of some AU on most faces."""
     sets = [v for v in votes if v is not None]
     m = len(sets)
@@ -276,8 +280,7 @@ def au_vote(
         unsettled = []  # nothing to vote with: the greedy answer alone is the label
     uncertainty = 1.0 - right
     if model is not None and greedy is not None:
-        wrong = 1.0 - model if frozenset(active) == greedy else model
-        uncertainty = (uncertainty * (m + w) + wrong * model_weight) / (m + w + model_weight)
+        uncertainty = (uncertainty * (m + w) + (1.0 - model) * model_weight) / (m + w + model_weight)
     return AUVote(
         frozenset(active),
         shares,

@@ -27,6 +27,12 @@ def add_svuamc_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-verify", dest="verify", action="store_false", help="skip the greedy (temperature-0) anchor answer"
     )
+    p.add_argument(
+        "--no-logprobs",
+        dest="logprobs",
+        action="store_false",
+        help="do not ask for the greedy answer's token probabilities (a server that refuses them is asked without)",
+    )
     p.add_argument("--max-concurrency", type=int, default=32)
     p.add_argument("--max-retries", type=int, default=6, help="retries of a failing request (backoff from 1 s)")
     p.add_argument("--image-max-side", type=int, default=512, help="images are resized to this longer side")
@@ -154,6 +160,7 @@ def annotator_from_args(args: argparse.Namespace, **options: Any) -> SVUAMCAnnot
         temperature=args.temperature,
         confidence=args.confidence,
         verify=args.verify,
+        logprobs=args.logprobs,
         max_concurrency=args.max_concurrency,
         max_retries=args.max_retries,
         image_max_side=args.image_max_side,

@@ -38,7 +38,7 @@ class ValueLogprob:
         return math.exp(self.logprob)
 
     def to_json(self) -> list[Any]:
-        return [round(self.logprob, 6), {k: round(v, 6) for k, v in self.alternatives.items()}]
+        return [self.logprob, dict(self.alternatives)]  # JSON keeps floats exactly: cached answers decide alike
 
     @classmethod
     def from_json(cls, value: Any) -> ValueLogprob:
