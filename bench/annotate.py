@@ -132,12 +132,16 @@ def evaluate(out: datasets.Dataset, full: datasets.Dataset) -> dict[str, dict[st
             f1s.append(2 * (t & p).sum() / (t.sum() + p.sum()))
     errors = [sum(out_aus[i][au] != truth_aus[i][au] for au in AUS) for i in idx]
     metrics["aus"] = level("aus", float(np.mean(f1s)) if f1s else math.nan, [e >= AU_WRONG for e in errors])
+    per_au = out["au_uncertainty"]
+    pairs = [(per_au[i][au], out_aus[i][au] != truth_aus[i][au]) for i in idx if per_au[i] for au in AUS]
+    metrics["aus"]["per-AU auroc"] = auroc([u for u, _ in pairs], [w for _, w in pairs]) if pairs else math.nan
     return metrics
 
 
 # -- runs -------------------------------------------------------------------------------------------------------------
 METHODS = {
     "greedy (T=0)": dict(min_samples=0, verify=True),
+    "greedy (T=0), no logprobs": dict(min_samples=0, verify=True, provider={"logprobs": "ignore"}),
     "one sample (T=0.8)": dict(min_samples=1, max_samples=1, verify=False),
     "fixed-16": dict(min_samples=16, max_samples=16, verify=False),
     "SV-UAMC": {},
@@ -219,7 +223,8 @@ def check_targets(results: dict[str, dict], method: str = "SV-UAMC") -> list[str
     """The targets of issue 14 that `method` misses on this profile (empty: all met)."""
     misses = []
     r = results[method]
-    for base_name in (BASELINE, "greedy (T=0)"):
+    greedy = "greedy (T=0), no logprobs" if "no logprobs" in method else "greedy (T=0)"
+    for base_name in (BASELINE, greedy):
         base = results.get(base_name)
         if base is None:
             continue
@@ -274,7 +279,11 @@ def main() -> None:
         results = run_profile(profile, args.rows, args.seeds, work, methods)
         print_table(profile, results)
         for name, r in results.items():
-            print(f"\n- {name}: rejected {r['rejected']:.1%}, knowledge fallback {r['fallbacks']:.1%}", end="")
+            print(
+                f"\n- {name}: rejected {r['rejected']:.1%}, knowledge fallback {r['fallbacks']:.1%}, "
+                f"per-AU AUROC {r['levels']['aus']['per-AU auroc']:.2f}",
+                end="",
+            )
         print()
         summary[profile] = {m: check_targets(results, m) for m in results if m.startswith("SV-UAMC")}
     print("\n#### Targets\n")

@@ -13,6 +13,8 @@ real expression classifier of issue 14 measured 0.826 / 0.688 accuracy, 56 % una
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -20,13 +22,8 @@ from seke_hf.schema import EXPRESSIONS
 from seke_hf.simulate.noise import PROFILES, Labels, NoiseModel, Priors
 from seke_hf.simulate.truth import derived_difficulty
 
-
-def auroc(scores: list[float], wrong: list[bool]) -> float:
-    pos = np.array([s for s, w in zip(scores, wrong, strict=True) if w])
-    neg = np.array([s for s, w in zip(scores, wrong, strict=True) if not w])
-    if not len(pos) or not len(neg):
-        return float("nan")
-    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / pos.size / neg.size)
+sys.path.insert(0, str(Path(__file__).parent))
+from annotate import auroc  # bench/annotate.py: one AUROC for every benchmark
 
 
 def profile_stats(profile: str, faces: int, seed: int) -> dict[str, float]:

@@ -46,6 +46,11 @@ def test_logprobs_order_rows_without_changing_labels(faces, tmp_path):
         server.set_faults(logprobs="ignore")
         without = annotate(server, hidden, tmp_path / "b")
     assert again.to_list() == with_logprobs.to_list()
+    for row in with_logprobs:  # each generated AU has its own uncertainty; human or missing AUs have none
+        generated = row["provenance"]["aus"] == "generated"
+        assert (row["au_uncertainty"] is not None) == generated
+        if generated:
+            assert all(0.0 <= u <= 1.0 for u in row["au_uncertainty"].values())
     stored = RequestCache(tmp_path / "a" / "requests.sqlite")
     assert any("logprobs" in value for value in stored.values_since(0))
     # The labels come from the answers; the model's probabilities weigh the uncertainty (which may move a level

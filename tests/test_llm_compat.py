@@ -142,9 +142,10 @@ def test_an_evaluation_cached_before_the_move_replays_to_the_same_predictions(tm
 
 
 def test_the_annotator_keeps_its_pinned_fingerprint(monkeypatch):
-    """Pinned at SV-UAMC 2 / prompts 3, named `Prices` (issue 14 changed outputs; before: f709657f2fdf89b3)."""
+    """Pinned at SV-UAMC 3 / prompts 3 (logprobs and their weight in the config; before: fdc12345e2097dc1 at
+    SV-UAMC 2, f709657f2fdf89b3 at SV-UAMC 1)."""
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    assert Hasher.hash(SVUAMCAnnotator()) == "fdc12345e2097dc1"
+    assert Hasher.hash(SVUAMCAnnotator()) == "e711ba30788872a6"
     custom = SVUAMCAnnotator(model="m", base_url="http://127.0.0.1:1/v1", min_samples=2, max_samples=6,
                              temperature=0.7, seed=3, api_key="k", max_concurrency=4)  # fmt: skip
-    assert Hasher.hash(custom) == "ca1f0b172187709a"
+    assert Hasher.hash(custom) == "404b1f2f02b6dac4"

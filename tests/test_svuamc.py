@@ -275,3 +275,15 @@ def test_a_level_given_up_leaves_the_others_of_the_row():
     decision = svuamc.decide(sure, agg, CONFIG, human=SMILING, consistency=consistency)
     assert decision.status == "accepted" and set(decision.levels) == {VALENCE_AROUSAL}
     assert "expression left missing: inconsistent with emotion knowledge" in decision.reason
+
+
+def test_each_generated_au_has_its_own_uncertainty():
+    """A weak AU detector is unsure of some AUs of a face, not of the face: each AU's uncertainty is the posterior
+    share of the support against its label, so the ambivalent one stands out and the clear ones stay low."""
+    votes = [frozenset({"AU6", "AU12", "AU25"})] * 3 + [frozenset({"AU6", "AU12"})] * 3
+    vote = svuamc.au_vote(votes, 0.8, greedy=frozenset({"AU6", "AU12", "AU25"}))
+    per_au = vote.per_au(vote.active)
+    assert set(per_au) == set(svuamc.AUS)
+    assert per_au["AU25"] > 0.3 > 0.01 > per_au["AU6"] and per_au["AU6"] == per_au["AU4"]  # present, absent alike
+    flipped = vote.per_au(vote.active - {"AU6"})  # a knowledge repair that removed AU6 against every answer
+    assert flipped["AU6"] > 0.99 and flipped["AU25"] == per_au["AU25"]

@@ -627,7 +627,7 @@ class SVUAMCAnnotator:
     ) -> dict[str, list[pa.Scalar]]:
         string_expressions = "expression" in batch and any(isinstance(v, str) for v in batch["expression"])
         expressions, valences, arousals, aus_out = [], [], [], []
-        provenance, uncertainty, descriptions = [], [], []
+        provenance, uncertainty, descriptions, au_uncertainty = [], [], [], []
         for i, (row, result) in enumerate(zip(rows, results, strict=True)):
             generated = result.levels if result.status == "accepted" else {}
             prov, unc, desc = {}, {}, {}
@@ -651,6 +651,8 @@ class SVUAMCAnnotator:
                 arousal = generated[VALENCE_AROUSAL].value[1] if _number(arousal) is None else arousal
             valences.append(valence)
             arousals.append(arousal)
+            per_au = generated[AU_LEVEL].per_au if AU_LEVEL in generated else None
+            au_uncertainty.append({au: per_au.get(au) for au in AUS} if per_au else None)
             if AU_LEVEL in generated:
                 aus_out.append({au: int(au in generated[AU_LEVEL].value) for au in AUS})
             else:
@@ -666,6 +668,7 @@ class SVUAMCAnnotator:
             "aus": pa.array(aus_out, _AUS_TYPE),
             "provenance": pa.array(provenance, _struct(pa.string())),
             "uncertainty": pa.array(uncertainty, _struct(pa.float32())),
+            "au_uncertainty": pa.array(au_uncertainty, _AU_UNCERTAINTY_TYPE),
             "descriptions": pa.array(descriptions, _struct(pa.string())),
             "mc_samples": pa.array([r.mc_samples for r in results], pa.int32()),
             "requests": pa.array([r.requests for r in results], pa.int32()),
@@ -715,9 +718,11 @@ def _struct(value_type: pa.DataType) -> pa.StructType:
 
 
 _AUS_TYPE = pa.struct([(au, pa.int8()) for au in AUS])
+_AU_UNCERTAINTY_TYPE = pa.struct([(au, pa.float32()) for au in AUS])
 _OUTPUT_FEATURES = {
     "provenance": {level: datasets.Value("string") for level in LEVELS},
     "uncertainty": {level: datasets.Value("float32") for level in LEVELS},
+    "au_uncertainty": {au: datasets.Value("float32") for au in AUS},  # each generated AU's own (null: not generated)
     "descriptions": {level: datasets.Value("string") for level in LEVELS},
     "mc_samples": datasets.Value("int32"),
     "requests": datasets.Value("int32"),

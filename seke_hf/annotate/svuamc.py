@@ -56,7 +56,7 @@ from typing import Any
 from seke_hf.knowledge import CIRCUMPLEX, expression_au_affinity
 from seke_hf.schema import AUS, EXPRESSIONS
 
-VERSION = "2"
+VERSION = "3"
 """Bumped whenever the algorithm's outputs change for the same inputs (enters the annotator's fingerprint)."""
 
 EXPRESSION, VALENCE_AROUSAL, AU_LEVEL = "expression", "valence_arousal", "aus"
@@ -224,6 +224,16 @@ class AUVote:
     uncertainty: float  # the chance that some AU is wrong: 1 - prod of each label's share of the support
     votes: int
     disagreement: float = 0.0  # the mean share of the support against each AU's label (the set's instability)
+    support: dict[str, int] = field(default_factory=dict)  # votes naming each AU, + the greedy answer's weight
+    total: int = 0  # votes + the greedy answer's weight
+
+    def per_au(self, active: frozenset[str]) -> dict[str, float]:
+        """Each AU's uncertainty given the final set `active`: the posterior share of the support against its
+        label (a knowledge repair that flipped an AU gets the share that was for the old label)."""
+        return {
+            au: 1.0 - ((yes if au in active else self.total - yes) + AU_PRIOR) / (self.total + 2 * AU_PRIOR)
+            for au, yes in self.support.items()
+        }
 
     @property
     def settled(self) -> bool:
@@ -254,7 +264,7 @@ def au_vote(
     m = len(sets)
     if m == 0 and greedy is None:
         return AUVote(frozenset(), {}, (), (), tuple(names), 1.0, 0)
-    active, shares, decisive, ambiguous, unsettled = set(), {}, [], [], []
+    active, shares, decisive, ambiguous, unsettled, supports = set(), {}, [], [], [], {}
     right, against = 1.0, 0.0
     w = greedy_weight if greedy is not None else 0
     for au in names:
@@ -272,7 +282,7 @@ def au_vote(
                 unsettled.append(au)
         if present:
             active.add(au)
-        support = k + (w if greedy is not None and au in greedy else 0)
+        support = supports[au] = k + (w if greedy is not None and au in greedy else 0)
         agreeing = support if present else (m + w) - support
         right *= (agreeing + AU_PRIOR) / (m + w + 2 * AU_PRIOR)
         against += 1.0 - agreeing / (m + w)
@@ -290,6 +300,8 @@ def au_vote(
         uncertainty,
         m,
         against / len(names),
+        supports,
+        m + w,
     )
 
 
@@ -477,6 +489,7 @@ class LevelResult:
     verified: bool = False  # changed by knowledge (a fallback candidate) or by the votes beating the greedy answer
     decided: bool = True  # settled by sampling (the stopping rule was met)
     repair_odds: float = 1.0  # posterior odds of the AUs a knowledge repair changed (1: none)
+    per_au: Mapping[str, float] | None = None  # the AU level: each AU's own uncertainty (`AUVote.per_au`)
 
 
 @dataclass(frozen=True)
@@ -554,7 +567,12 @@ def decide(
     results = {level: r for level, r in _with_instability(results, voted, agg).items() if level in kept}
     valid = [s for s in samples if s is not None]
     described = {
-        level: replace(r, description=_description(level, r.value, agg.greedy, valid)) for level, r in results.items()
+        level: replace(
+            r,
+            description=_description(level, r.value, agg.greedy, valid),
+            per_au=agg.aus.per_au(r.value) if level == AU_LEVEL and agg.aus is not None else None,
+        )
+        for level, r in results.items()
     }
     return Decision("accepted", reason, described)
 

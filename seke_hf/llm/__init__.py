@@ -2,7 +2,8 @@
 
 Modules, one job each: `client` (the cached, retrying `ChatBackend` with its fallbacks), `request` (a request as a
 value, and its cache key), `cache` (the on-disk `RequestCache`), `images` (images as JPEG data URLs), `answers`
-(the JSON object and the numbers in a reply), `usage` (tokens, prices and tallies).
+(the JSON object and the numbers in a reply), `logprobs` (the model's own probability of an answer field's value),
+`usage` (tokens, prices and tallies).
 """
 
 from __future__ import annotations
