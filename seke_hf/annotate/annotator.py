@@ -652,7 +652,7 @@ class SVUAMCAnnotator:
             valences.append(valence)
             arousals.append(arousal)
             per_au = generated[AU_LEVEL].per_au if AU_LEVEL in generated else None
-            au_uncertainty.append({au: per_au.get(au) for au in AUS} if per_au else None)
+            au_uncertainty.append({au: per_au.get(au) if per_au else None for au in AUS})  # nulls, as `uncertainty`
             if AU_LEVEL in generated:
                 aus_out.append({au: int(au in generated[AU_LEVEL].value) for au in AUS})
             else:
