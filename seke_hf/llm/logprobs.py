@@ -20,10 +20,14 @@ tokenizer fuses.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+logger = logging.getLogger(__name__)
+_warned: list[bool] = []
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,10 @@ def field_logprobs(text: str | None, tokens: Sequence[Any] | None, fields: Itera
     data = text.encode()
     pieces = [_token(t) for t in tokens]
     if any(p is None for p in pieces) or b"".join(p[0] for p in pieces) != data:
+        if not _warned:  # once per process: every answer of such a server is the same
+            _warned.append(True)
+            logger.warning("the server's logprob tokens do not add up to its answer text: answers are used without "
+                           "the model's own probabilities")  # fmt: skip
         return {}
     starts, offset = [], 0
     for raw, _, _ in pieces:
