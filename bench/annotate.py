@@ -1,17 +1,20 @@
 """Benchmark SV-UAMC against one greedy answer, one sampled answer and fixed 16-sample majority, on every noise
-profile of the simulated vision LLM.
+profile of the simulated vision LLM, with and without the model's logprobs.
 
-    python bench/annotate.py --rows 200 --seeds 3
+    python bench/annotate.py --rows 120 --seeds 3                  # the README's tables (12 minutes on 2 cores)
+    python bench/annotate.py --profiles weak --methods fixed-16 SV-UAMC
 
 A labelled synthetic dataset (faces drawn from their labels) is the simulator's truth; levels are hidden the way the
 corpora lack them (RAF-DB-like rows keep the expression, AffectNet-like keep expression and VA, DISFA-like keep the
 AUs, plain rows keep nothing) and each method completes them through the annotator's own acceptance rules (the
 knowledge check, `max_uncertainty`). Per generated level, on the hidden labels: precision (quality on the accepted
 rows: expression accuracy, mean valence/arousal CCC, AU macro-F1), coverage (accepted / hidden), yield (coverage x
-precision) and the AUROC of the uncertainty for wrong labels; per method: requests and choices per row and the
-estimated cost (the server's token counts at GPT-4o prices, cached input priced apart), as ratios to fixed-16 in the
-same run. Everything is averaged over `--seeds` seeds (data and model), one table per profile, then the targets of
-issue 14 are checked. `--throughput-rows N` adds the throughput table (200 ms simulated latency).
+precision) and the AUROC of the uncertainty for wrong labels (and of each generated AU's `au_uncertainty` for that
+AU being wrong); the greedy answer and SV-UAMC also run against the same server answering no logprobs; per method:
+requests and choices per row and the estimated cost (the server's token counts at GPT-4o prices, cached input
+priced apart), as ratios to fixed-16 in the same run. Everything is averaged over `--seeds` seeds (data and model),
+one table per profile, then the targets of issue 14 are checked. `--throughput-rows N` adds the throughput table
+(200 ms simulated latency).
 """
 
 from __future__ import annotations
