@@ -223,9 +223,16 @@ class AUVote:
     unsettled: tuple[str, ...]
     uncertainty: float  # the chance that some AU is wrong: 1 - prod of each label's share of the support
     votes: int
-    disagreement: float = 0.0  # the mean share of the support against each AU's label (the set's instability)
     support: dict[str, int] = field(default_factory=dict)  # votes naming each AU, + the greedy answer's weight
     total: int = 0  # votes + the greedy answer's weight
+
+    @property
+    def disagreement(self) -> float:
+        """The mean share of the support against each AU's label (the set's instability; no prior)."""
+        if not self.total:
+            return 0.0
+        against = [(self.total - yes if au in self.active else yes) / self.total for au, yes in self.support.items()]
+        return sum(against) / len(against)
 
     def per_au(self, active: frozenset[str]) -> dict[str, float]:
         """Each AU's uncertainty given the final set `active`: the posterior share of the support against its
@@ -265,7 +272,7 @@ def au_vote(
     if m == 0 and greedy is None:
         return AUVote(frozenset(), {}, (), (), tuple(names), 1.0, 0)
     active, shares, decisive, ambiguous, unsettled, supports = set(), {}, [], [], [], {}
-    right, against = 1.0, 0.0
+    right = 1.0
     w = greedy_weight if greedy is not None else 0
     for au in names:
         k = sum(au in s for s in sets)
@@ -285,7 +292,6 @@ def au_vote(
         support = supports[au] = k + (w if greedy is not None and au in greedy else 0)
         agreeing = support if present else (m + w) - support
         right *= (agreeing + AU_PRIOR) / (m + w + 2 * AU_PRIOR)
-        against += 1.0 - agreeing / (m + w)
     if greedy is not None and m == 0:
         unsettled = []  # nothing to vote with: the greedy answer alone is the label
     uncertainty = 1.0 - right
@@ -299,7 +305,6 @@ def au_vote(
         tuple(unsettled),
         uncertainty,
         m,
-        against / len(names),
         supports,
         m + w,
     )
@@ -713,7 +718,7 @@ def _most_consistent(
         if AU_LEVEL in trial and not _passes(trial_score, config):
             for flexible in (undecided, AUS):  # models are weak AU detectors: their AUs yield first
                 trial[AU_LEVEL], trial_score = _consistent_aus(trial, flexible, human, consistency, trial_score)
-            odds = _repair_odds(agg, results[AU_LEVEL].value, trial[AU_LEVEL].value, config)
+            odds = _repair_odds(agg, results[AU_LEVEL].value, trial[AU_LEVEL].value)
             trial = {lvl: replace(r, repair_odds=odds) if lvl != VALENCE_AROUSAL else r for lvl, r in trial.items()}
         if not _passes(trial_score, config):
             continue
@@ -722,16 +727,14 @@ def _most_consistent(
     return best, best_score
 
 
-def _repair_odds(agg: Aggregate, before: frozenset[str], after: frozenset[str], config: SVUAMCConfig) -> float:
+def _repair_odds(agg: Aggregate, before: frozenset[str], after: frozenset[str]) -> float:
     """The posterior odds of the AUs a repair changed: prod of (support of the new value + 1) / (of the old + 1)."""
     if agg.aus is None:
         return 1.0
-    greedy = agg.greedy.aus if agg.greedy is not None else None
-    w = config.greedy_weight if greedy is not None else 0
     odds = 1.0
     for au in before ^ after:
-        yes = round(agg.aus.shares.get(au, 0.0) * agg.aus.votes) + (w if greedy is not None and au in greedy else 0)
-        no = agg.aus.votes + w - yes
+        yes = agg.aus.support.get(au, 0)
+        no = agg.aus.total - yes
         new, old = (yes, no) if au in after else (no, yes)
         odds *= (new + 1) / (old + 1)
     return odds
